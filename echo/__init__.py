@@ -1,0 +1,1 @@
+"""echo: LSTMs that echo random integers, as Hydra-configured, MLflow-tracked experiments."""

@@ -1,0 +1,152 @@
+"""The typed config: what `conf/` must compose into, and the rules a type cannot express.
+
+`conf/config.yaml` starts from this schema (registered by echo.train), so Hydra merges the YAML
+onto these dataclasses and a misspelt key or a value of the wrong type fails at composition. `validate` then checks the cross-field rules. Both happen
+before TensorFlow or MLflow are imported and before any run exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ModelKind(str, Enum):
+    seq2seq = "seq2seq"  # the tutorial's first program: one output per input step
+    encdec = "encdec"  # the tutorial's second program: encoder, RepeatVector, decoder
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    rmsprop = "rmsprop"
+    sgd = "sgd"
+
+
+# Fields carry types and meaning only; their values live once, in the YAML under conf/.
+@dataclass
+class DataConfig:
+    n_unique: int = MISSING  # values are integers 0..n_unique-1
+    length: int = MISSING  # values per random sequence; one sequence per epoch
+    n_in: int = MISSING  # window length fed to the model
+    n_out: int = MISSING  # how many of the window's OLDEST values to echo
+
+
+@dataclass
+class ModelConfig:
+    kind: ModelKind = MISSING
+    units: int = MISSING
+    stateful: bool = MISSING
+    # Unrolling the few timesteps lets XLA fuse them: same maths, several times faster here.
+    unroll: bool = MISSING
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = MISSING  # one epoch = one fresh random sequence, as in the tutorial
+    batch_size: int = MISSING
+    seed: int = MISSING  # seeds the data streams and the initial weights
+    optimizer: Optimizer = MISSING
+    learning_rate: float = MISSING
+    eval_sequences: int = MISSING  # fresh held-out sequences scored after training
+    sample_echoes: int = MISSING  # echoes printed and logged as a table
+    # Stop once this fraction of validation windows is echoed exactly (null: train all epochs).
+    target_exact: Optional[float] = MISSING
+    # Epochs per compiled training call: progress lines, metric flushes and target checks
+    # happen between calls.
+    log_every: int = MISSING
+    jit_compile: bool = MISSING  # XLA-compile the training loop
+
+
+@dataclass
+class MlflowConfig:
+    experiment: str = MISSING
+    run_name: Optional[str] = MISSING
+    log_model: bool = MISSING
+
+
+@dataclass
+class EchoConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key, the value and the rule."""
+
+    def __init__(self, key: str, value: object, rule: str):
+        super().__init__(f"{key}={value}: {rule}")
+
+
+def windows_per_sequence(data: DataConfig) -> int:
+    # Framing drops the n_in - 1 rows the shift leaves incomplete: 25 - 5 + 1 = 21.
+    return data.length - data.n_in + 1
+
+
+def validate(cfg: EchoConfig) -> EchoConfig:
+    """Raise ConfigError for the first rule `cfg` breaks; return it unchanged otherwise."""
+    d, m, t = cfg.data, cfg.model, cfg.trainer
+    if d.n_unique < 2:
+        raise ConfigError("data.n_unique", d.n_unique, "must be >= 2")
+    if d.n_out < 1:
+        raise ConfigError("data.n_out", d.n_out, "must be >= 1")
+    if d.n_out > d.n_in:
+        raise ConfigError("data.n_out", d.n_out, f"must be <= data.n_in ({d.n_in})")
+    if d.n_in > d.length:
+        raise ConfigError("data.n_in", d.n_in, f"must be <= data.length ({d.length})")
+    if m.units < 1:
+        raise ConfigError("model.units", m.units, "must be >= 1")
+    if t.epochs < 1:
+        raise ConfigError("trainer.epochs", t.epochs, "must be >= 1")
+    if t.batch_size < 1:
+        raise ConfigError("trainer.batch_size", t.batch_size, "must be >= 1")
+    if not t.learning_rate > 0 or not math.isfinite(t.learning_rate):
+        raise ConfigError("trainer.learning_rate", t.learning_rate, "must be a finite number > 0")
+    if t.eval_sequences < 1:
+        raise ConfigError("trainer.eval_sequences", t.eval_sequences, "must be >= 1")
+    if t.sample_echoes < 0:
+        raise ConfigError("trainer.sample_echoes", t.sample_echoes, "must be >= 0")
+    if t.log_every < 1:
+        raise ConfigError("trainer.log_every", t.log_every, "must be >= 1")
+    if t.target_exact is not None and not 0 < t.target_exact <= 1:
+        raise ConfigError("trainer.target_exact", t.target_exact, "must be in (0, 1], or null")
+    windows = windows_per_sequence(d)
+    if m.stateful and windows % t.batch_size:
+        raise ConfigError(
+            "trainer.batch_size",
+            t.batch_size,
+            f"must divide the {windows} windows per sequence for a stateful model "
+            f"(data.length - data.n_in + 1), so that state resets fall between batches",
+        )
+    if windows % t.batch_size and t.batch_size % windows:
+        raise ConfigError(
+            "trainer.batch_size",
+            t.batch_size,
+            f"must divide, or be a multiple of, the {windows} windows per sequence",
+        )
+    return cfg
+
+
+def to_echo_config(cfg: DictConfig) -> EchoConfig:
+    """Turn Hydra's composed config into the validated, typed object the rest of echo takes."""
+    echo_cfg = OmegaConf.to_object(cfg)
+    assert isinstance(echo_cfg, EchoConfig), "conf/config.yaml must start from echo_schema"
+    return validate(echo_cfg)
+
+
+def flat_params(cfg: EchoConfig) -> dict[str, object]:
+    """The whole config as dotted keys (`data.n_out`, `model.units`, ...) for logging."""
+    container = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+
+    def walk(node: object, prefix: str) -> dict[str, object]:
+        if isinstance(node, dict):
+            return {k: v for key, child in node.items() for k, v in walk(child, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: node}
+
+    return walk(container, "")

@@ -1,0 +1,168 @@
+"""The tutorial's training loop, compiled.
+
+The tutorial calls `model.fit` once per random sequence and resets state after it. Each call
+costs ~100 ms of Keras overhead for a few ms of work, so here one compiled TensorFlow function
+runs many weight updates per call, over windows drawn ahead by numpy, and resets stateful
+layers in-graph at each sequence boundary. The semantics stay the tutorial's: a fresh sequence
+per epoch, its windows in order, unshuffled, the same batch size and the same number of updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from echo import data as echo_data
+from echo.config import DataConfig, TrainerConfig, windows_per_sequence
+from echo.evaluation import Predictor, reset_states, score
+from echo.models import state_variables
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a stream of sequences maps onto weight updates and metric records.
+
+    A batch either divides a sequence's windows (the tutorial: 21 windows, batch 7, 3 updates
+    per epoch, one record per epoch) or spans whole sequences (batch 42: one update per 2
+    epochs, one record per update).
+    """
+
+    windows: int  # windows per sequence
+    batch_size: int
+
+    @property
+    def steps_per_record(self) -> int:
+        return max(1, self.windows // self.batch_size)
+
+    @property
+    def epochs_per_record(self) -> int:
+        return max(1, self.batch_size // self.windows)
+
+    def epochs_per_call(self, log_every: int) -> int:
+        # Whole records per call, so that no update straddles two calls.
+        return -(-log_every // self.epochs_per_record) * self.epochs_per_record
+
+
+@dataclass
+class History:
+    """Training metrics, one row per record; `epoch` is the last epoch (0-based) each covers."""
+
+    epoch: np.ndarray
+    loss: np.ndarray
+    acc: np.ndarray
+
+
+@dataclass
+class FitResult:
+    history: History
+    epochs: int  # epochs trained (fewer than asked when the target was met)
+    epochs_to_target: Optional[int]  # epochs trained when validation first met target_exact
+    train_seconds: float
+
+
+# Called after every compiled call with that call's records: a place to log them as they come.
+ProgressCallback = Callable[[History], None]
+
+
+def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
+    return keras.optimizers.get({"class_name": trainer.optimizer.value, "config": {"learning_rate": trainer.learning_rate}})
+
+
+class Trainer:
+    def __init__(self, model: keras.Model, data: DataConfig, trainer: TrainerConfig):
+        self.model, self.data, self.cfg = model, data, trainer
+        self.schedule = Schedule(windows_per_sequence(data), trainer.batch_size)
+        self.optimizer = make_optimizer(trainer)
+        self.optimizer.build(model.trainable_variables)
+        self.states = state_variables(model)
+        self._train = tf.function(self._train_steps, jit_compile=trainer.jit_compile)
+
+    def _train_steps(self, batches, targets, keep, n_steps):
+        """Run the first `n_steps` of the (padded) batches; return each step's loss and acc."""
+        weights = self.model.trainable_variables
+        losses = tf.TensorArray(tf.float32, size=n_steps)
+        accs = tf.TensorArray(tf.float32, size=n_steps)
+        for i in tf.range(n_steps):
+            for variable in self.states:  # keep = 0 at the start of each sequence
+                variable.assign(variable * keep[i])
+            with tf.GradientTape() as tape:
+                probabilities = self.model(batches[i], training=True)
+                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(targets[i], probabilities))
+            self.optimizer.apply(tape.gradient(loss, weights), weights)
+            echoed = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            losses = losses.write(i, loss)
+            accs = accs.write(i, tf.reduce_mean(tf.cast(echoed == targets[i], tf.float32)))
+        return losses.stack(), accs.stack()
+
+    def _batches(self, X: np.ndarray, y: np.ndarray, n_steps: int):
+        """Windows of consecutive sequences, in order, cut into `n_steps` padded batches."""
+        B = self.schedule.batch_size
+        flat_X = X.reshape(-1, B, self.data.n_in)
+        flat_y = y.reshape(-1, B, self.data.n_out)
+        pad = n_steps - len(flat_X)
+        if pad:  # the last call is shorter; pad it so the compiled function keeps one shape
+            flat_X = np.concatenate([flat_X, np.zeros((pad, *flat_X.shape[1:]), flat_X.dtype)])
+            flat_y = np.concatenate([flat_y, np.zeros((pad, *flat_y.shape[1:]), flat_y.dtype)])
+        keep = (np.arange(n_steps) % self.schedule.steps_per_record != 0).astype(np.float32)
+        return flat_X, flat_y, keep
+
+    def fit(
+        self,
+        train_rng: np.random.Generator,
+        validation: Optional[tuple[np.ndarray, np.ndarray]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> FitResult:
+        cfg, schedule = self.cfg, self.schedule
+        per_record = schedule.epochs_per_record
+        total = -(-cfg.epochs // per_record) * per_record
+        if total != cfg.epochs:
+            log.info("training %d epochs: a batch of %d spans %d whole sequences", total, cfg.batch_size, per_record)
+        per_call = min(schedule.epochs_per_call(cfg.log_every), total)
+        steps_per_call = per_call // per_record * schedule.steps_per_record
+        predictor = Predictor(self.model, cfg.jit_compile) if cfg.target_exact is not None else None
+
+        records: list[History] = []
+        done, epochs_to_target = 0, None
+        start = time.perf_counter()
+        while done < total:
+            epochs = min(per_call, total - done)
+            X, y = echo_data.sample_windows(train_rng, epochs, self.data)
+            n_steps = epochs // per_record * schedule.steps_per_record
+            batches, targets, keep = self._batches(X, y, steps_per_call)
+            loss, acc = self._train(batches, targets, keep, tf.constant(n_steps))
+            reset_states(self.model)  # the next call starts a fresh sequence
+            record = self._records(done, loss.numpy()[:n_steps], acc.numpy()[:n_steps])
+            records.append(record)
+            done += epochs
+            if on_progress is not None:
+                on_progress(record)
+            message = f"epoch {done}/{total}  loss {record.loss[-1]:.4f}  acc {record.acc[-1]:.4f}"
+            if predictor is not None:
+                X_val, y_val = validation
+                exact = score(y_val, predictor(X_val)).eval_exact
+                reset_states(self.model)
+                message += f"  val_exact {exact:.4f}"
+                if exact >= cfg.target_exact:
+                    epochs_to_target = done
+            log.info("%s  (%.1f s)", message, time.perf_counter() - start)
+            if epochs_to_target is not None:
+                log.info("validation exact echoes reached trainer.target_exact=%s", cfg.target_exact)
+                break
+        train_seconds = time.perf_counter() - start
+        history = History(*(np.concatenate([getattr(r, f) for r in records]) for f in ("epoch", "loss", "acc")))
+        return FitResult(history, done, epochs_to_target, train_seconds)
+
+    def _records(self, first_epoch: int, loss: np.ndarray, acc: np.ndarray) -> History:
+        # Per record, the mean over its equal-sized batches: what Keras reports for an epoch.
+        per_step, per_record = self.schedule.steps_per_record, self.schedule.epochs_per_record
+        loss, acc = loss.reshape(-1, per_step).mean(axis=1), acc.reshape(-1, per_step).mean(axis=1)
+        epoch = first_epoch + per_record * np.arange(1, len(loss) + 1) - 1
+        return History(epoch, loss, acc)

@@ -1,0 +1,58 @@
+"""Shared test helpers: the real conf/ composed by Hydra, shrunk to tiny sizes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from echo.config import EchoConfig, to_echo_config
+from echo.train import CONF_DIR
+
+# A problem small enough to train in well under a second: values 0..9, 8 per sequence,
+# windows of 3, so 6 windows per sequence.
+TINY = [
+    "data.n_unique=10",
+    "data.length=8",
+    "data.n_in=3",
+    "data.n_out=2",
+    "model.units=8",
+    "trainer.epochs=4",
+    "trainer.batch_size=3",
+    "trainer.eval_sequences=3",
+    "trainer.sample_echoes=4",
+    "trainer.log_every=2",
+    "trainer.jit_compile=false",
+]
+
+
+def compose_config(overrides: list[str] = ()) -> EchoConfig:
+    """Compose conf/config.yaml with `overrides`, as `python -m echo.train` would."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return to_echo_config(compose("config", overrides=list(overrides)))
+
+
+def run_cli(
+    args: list[str], cwd: Path, tracking_uri: str | None = None, python_flags: list[str] = (), timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """Run `python -m echo.train ARGS` in `cwd` as a user would."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return subprocess.run(
+        [sys.executable, *python_flags, "-m", "echo.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch) -> str:
+    """A fresh sqlite MLflow store in a temp folder, used by in-process runs too."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri

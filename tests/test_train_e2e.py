@@ -1,0 +1,82 @@
+"""Tiny real runs, read back from a real MLflow store with the MLflow client."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from echo import train as echo_train
+from echo.config import flat_params
+
+from conftest import TINY, compose_config, run_cli
+
+
+def only_run(uri, experiment="echo"):
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+@pytest.mark.parametrize("model_name", ["seq2seq", "encdec"])
+def test_run_records_config_curves_scores_echoes_and_model(tracking_uri, model_name):
+    cfg = compose_config([f"model={model_name}", *TINY])
+    metrics = echo_train.train(cfg)
+
+    client, run = only_run(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {key: str(value) for key, value in flat_params(cfg).items()}
+    for key in ("loss", "acc"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [0, 1, 2, 3]
+    assert run.data.metrics["eval_exact"] == metrics["eval_exact"]
+    assert 0 <= run.data.metrics["eval_acc"] <= 1 and run.data.metrics["train_seconds"] > 0
+    assert run.data.metrics["epochs_trained"] == 4
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "echoes.json"} <= artifacts
+    echoes = json.loads(open(client.download_artifacts(run.info.run_id, "echoes.json")).read())
+    assert echoes["columns"] == ["window", "expected", "echoed", "right"] and len(echoes["data"]) == 4
+    assert "n_unique: 10" in open(client.download_artifacts(run.info.run_id, "config.yaml")).read()
+
+    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    windows = np.arange(9).reshape(3, 3) % 10
+    assert model.predict(windows, verbose=0, batch_size=3).shape == (3, 2, 10)
+
+
+def test_a_failing_run_is_marked_failed(tracking_uri, monkeypatch):
+    def broken_fit(self, *args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("echo.trainer.Trainer.fit", broken_fit)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        echo_train.train(compose_config(TINY))
+    _, run = only_run(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert run.data.params["model.units"] == "8"
+
+
+@pytest.mark.slow
+def test_cli_run_from_another_directory(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    result = run_cli(["model=encdec", *TINY, "mlflow.experiment=cli"], tmp_path, uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Expected: [" in result.stderr + result.stdout
+    _, run = only_run(uri, "cli")
+    assert run.info.status == "FINISHED" and run.data.params["model.kind"] == "encdec"
+    assert (tmp_path / "outputs").is_dir()  # Hydra's output folder, under the caller's directory
+
+
+@pytest.mark.slow
+def test_multirun_logs_every_job(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(["-m", *TINY, "model.units=4,6", "data.n_out=1,2", "mlflow.log_model=false"], tmp_path, uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("echo").experiment_id])
+    assert sorted((r.data.params["model.units"], r.data.params["data.n_out"]) for r in runs) == [
+        ("4", "1"), ("4", "2"), ("6", "1"), ("6", "2")
+    ]
+    assert all(r.info.status == "FINISHED" and "eval_exact" in r.data.metrics for r in runs)

@@ -1,0 +1,117 @@
+"""The compiled loop keeps the tutorial's semantics: it matches a plain Keras loop that calls
+train_on_batch batch by batch and resets state after each sequence, update for update."""
+
+import keras
+import numpy as np
+import pytest
+
+from echo import data
+from echo.config import windows_per_sequence
+from echo.evaluation import Predictor, reset_states, score
+from echo.models import build_model, state_variables
+from echo.trainer import Schedule, Trainer
+
+from conftest import TINY, compose_config
+
+
+def tutorial_loop(model, cfg, rng):
+    """The tutorial's loop in plain Keras: a fresh sequence per epoch, its windows in order,
+    one train_on_batch per batch, state reset after each sequence."""
+    model.compile(optimizer=keras.optimizers.Adam(cfg.trainer.learning_rate), loss="sparse_categorical_crossentropy")
+    B = cfg.trainer.batch_size
+    for _ in range(cfg.trainer.epochs):
+        X, y = data.sample_windows(rng, 1, cfg.data)
+        for start in range(0, X.shape[1], B):
+            model.train_on_batch(X[0, start : start + B], y[0, start : start + B])
+        reset_states(model)
+
+
+@pytest.mark.parametrize("model_name", ["seq2seq", "encdec"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_compiled_loop_matches_the_tutorials_loop(model_name, jit):
+    cfg = compose_config([f"model={model_name}", *TINY, "trainer.epochs=5", f"trainer.jit_compile={jit}"])
+    keras.utils.set_random_seed(0)
+    ours = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
+    reference = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
+    reference.set_weights(ours.get_weights())
+
+    trainer = Trainer(ours, cfg.data, cfg.trainer)
+    fit = trainer.fit(np.random.default_rng(1))
+    tutorial_loop(reference, cfg, np.random.default_rng(1))
+
+    updates = cfg.trainer.epochs * windows_per_sequence(cfg.data) // cfg.trainer.batch_size
+    assert int(trainer.optimizer.iterations.numpy()) == updates == int(reference.optimizer.iterations.numpy())
+    for mine, theirs in zip(ours.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(mine, theirs, atol=2e-5)
+    assert fit.epochs == 5 and list(fit.history.epoch) == [0, 1, 2, 3, 4]
+
+
+def test_state_is_reset_exactly_at_sequence_boundaries():
+    cfg = compose_config([*TINY])
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
+    X, _ = data.sample_windows(np.random.default_rng(0), 3, cfg.data)
+    predict = Predictor(model, jit_compile=False)
+    # What a sequence is echoed as does not depend on the sequences before it...
+    together = predict(X)
+    alone = np.concatenate([predict(X[i : i + 1]) for i in range(3)])
+    np.testing.assert_array_equal(together, alone)
+    # ...while within a sequence the state carries over from batch to batch.
+    reset_states(model)
+    cold = model.predict(X[1, 3:6], verbose=0, batch_size=3)
+    reset_states(model)
+    model.predict(X[1, :3], verbose=0, batch_size=3)
+    warm = model.predict(X[1, 3:6], verbose=0, batch_size=3)
+    assert not np.allclose(cold, warm)
+
+
+def test_schedule_records_per_epoch_or_per_update():
+    tutorial = Schedule(windows=21, batch_size=7)
+    assert (tutorial.steps_per_record, tutorial.epochs_per_record) == (3, 1)
+    assert tutorial.epochs_per_call(100) == 100
+    spanning = Schedule(windows=21, batch_size=84)
+    assert (spanning.steps_per_record, spanning.epochs_per_record) == (1, 4)
+    assert spanning.epochs_per_call(10) == 12
+
+
+def test_stateless_batches_spanning_sequences():
+    cfg = compose_config([*TINY, "model.stateful=false", "trainer.batch_size=12", "trainer.epochs=7"])
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg.model, cfg.data, None)
+    trainer = Trainer(model, cfg.data, cfg.trainer)
+    fit = trainer.fit(np.random.default_rng(0))
+    # 12 windows = 2 sequences per update; 7 epochs round up to 8 = 4 updates, one record each.
+    assert fit.epochs == 8 and int(trainer.optimizer.iterations.numpy()) == 4
+    assert list(fit.history.epoch) == [1, 3, 5, 7]
+    assert np.isfinite(fit.history.loss).all() and ((fit.history.acc >= 0) & (fit.history.acc <= 1)).all()
+    assert not state_variables(model)
+
+
+def test_target_exact_stops_training_early():
+    cfg = compose_config([*TINY, "trainer.epochs=40", "trainer.log_every=4", "trainer.target_exact=0.0001"])
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
+    validation = data.sample_windows(np.random.default_rng(5), 50, cfg.data)
+    fit = Trainer(model, cfg.data, cfg.trainer).fit(np.random.default_rng(0), validation)
+    # Over 300 windows of 2 values in 0..9 at least one is echoed right by chance early on; the
+    # first check after 4 epochs must already stop it.
+    assert fit.epochs_to_target == 4 == fit.epochs
+    assert len(fit.history.loss) == 4
+
+
+def test_training_learns_the_tiny_echo():
+    cfg = compose_config([*TINY, "trainer.epochs=400", "trainer.log_every=100", "trainer.learning_rate=0.02", "model.units=16"])
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
+    fit = Trainer(model, cfg.data, cfg.trainer).fit(np.random.default_rng(0))
+    X, y = data.sample_windows(np.random.default_rng(9), 20, cfg.data)
+    scores = score(y, Predictor(model, jit_compile=False)(X))
+    assert fit.history.loss[-1] < fit.history.loss[0]
+    assert scores.eval_acc > 0.9, scores
+
+
+def test_score_counts_values_and_whole_windows():
+    expected = np.array([[[1, 2], [3, 4]]])
+    echoed = np.array([[[1, 2], [3, 5]]])
+    scores = score(expected, echoed)
+    assert scores.eval_acc == 0.75 and scores.eval_exact == 0.5 and scores.position_acc == (1.0, 0.5)
