@@ -38,7 +38,7 @@ class RunLog:
             for key, values in (("loss", history.loss), ("acc", history.acc))
             for epoch, value in zip(history.epoch, values)
         ]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        self.client.log_batch(self.run_id, metrics=metrics, synchronous=False)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics)

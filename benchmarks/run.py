@@ -1,0 +1,164 @@
+"""Side-by-side timings of the tutorial's loop and echo's, written into the READMEs.
+
+    python benchmarks/run.py               # 3 repeats of everything (about 40 minutes here)
+    python benchmarks/run.py --repeats 1   # one of each
+
+Each entry runs as its own process, entries interleaved within each repeat so that load on this
+shared machine falls on all of them alike. Whole-process time is measured around the process,
+peak memory is its maximum resident set, and training time and held-out scores come from the
+process itself (echo's from the MLflow run it logged). The table shows medians over repeats.
+The tutorial_encdec run at 500 epochs beside the 5,000-epoch one shows whether peak memory
+grows with trainer.epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    args: list[str]  # after `python`
+    baseline: str | None = None  # the entry whose times this one is compared with
+
+    @property
+    def is_echo(self) -> bool:
+        return self.args[:2] == ["-m", "echo.train"]
+
+
+ENTRIES = [
+    Entry("tutorial seq2seq: fit per sequence", [str(HERE / "tutorial_baseline.py"), "seq2seq"]),
+    Entry("echo tutorial_seq2seq", ["-m", "echo.train", "experiment=tutorial_seq2seq"], "tutorial seq2seq: fit per sequence"),
+    Entry("tutorial encdec: fit per sequence", [str(HERE / "tutorial_baseline.py"), "encdec"]),
+    Entry("echo tutorial_encdec", ["-m", "echo.train", "experiment=tutorial_encdec"], "tutorial encdec: fit per sequence"),
+    Entry("echo tutorial_encdec, 500 epochs", ["-m", "echo.train", "experiment=tutorial_encdec", "trainer.epochs=500"]),
+    Entry("echo encdec_fast", ["-m", "echo.train", "experiment=encdec_fast"], "tutorial encdec: fit per sequence"),
+]
+
+
+def run_once(entry: Entry, workdir: Path, tracking_uri: str) -> dict:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    args = [*entry.args, f"mlflow.experiment={entry.name}"] if entry.is_echo else entry.args
+    with open(workdir / "stdout", "w+") as stdout, open(workdir / "stderr", "w+") as stderr:
+        start = time.perf_counter()
+        process = subprocess.Popen([sys.executable, *args], cwd=workdir, env=env, stdout=stdout, stderr=stderr)
+        # wait4 reports this child's own peak resident memory.
+        _, status, usage = os.wait4(process.pid, 0)
+        whole = time.perf_counter() - start
+        if status:
+            stderr.seek(0)
+            raise SystemExit(f"{entry.name} failed:\n{stderr.read()[-2000:]}")
+        stdout.seek(0)
+        output = stdout.read()
+    result = {"whole_seconds": whole, "peak_mb": usage.ru_maxrss / 1024}  # ru_maxrss is KiB on Linux
+    if entry.is_echo:
+        result.update(latest_echo_run(tracking_uri, entry.name))
+    else:
+        result.update(json.loads(output.strip().splitlines()[-1]))
+    return result
+
+
+def latest_echo_run(tracking_uri: str, experiment: str) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["start_time DESC"], max_results=1)[0]
+    return {key: run.data.metrics[key] for key in ("train_seconds", "eval_acc", "eval_exact")}
+
+
+def logging_overhead(workdir: Path, tracking_uri: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(HERE / "logging_overhead.py")],
+        cwd=workdir,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    med = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
+    lines = [
+        "| run | whole process (s) | training (s) | training speed-up | whole speed-up | eval_acc | eval_exact | peak memory (MB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in ENTRIES:
+        m = med[entry.name]
+        if entry.baseline:
+            b = med[entry.baseline]
+            train_x = f"{b['train_seconds'] / m['train_seconds']:.1f}x"
+            whole_x = f"{b['whole_seconds'] / m['whole_seconds']:.1f}x"
+        else:
+            train_x = whole_x = ""
+        lines.append(
+            f"| {entry.name} | {m['whole_seconds']:.1f} | {m['train_seconds']:.1f} | {train_x} | {whole_x} "
+            f"| {m['eval_acc']:.4f} | {m['eval_exact']:.4f} | {m['peak_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_block(path: Path, text: str) -> None:
+    """Replace what stands between the benchmark markers in `path`."""
+    source = path.read_text()
+    block = f"<!-- benchmark:start -->\n{text}\n<!-- benchmark:end -->"
+    updated, count = re.subn(r"<!-- benchmark:start -->.*?<!-- benchmark:end -->", block, source, flags=re.S)
+    if not count:
+        raise SystemExit(f"{path} has no benchmark markers")
+    path.write_text(updated)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave the READMEs alone")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
+        # Create the store first: its one-off schema set-up is not what is being timed.
+        subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient({tracking_uri!r}).search_experiments()"], check=True, capture_output=True)
+        results: dict[str, list[dict]] = {entry.name: [] for entry in ENTRIES}
+        for repeat in range(args.repeats):
+            for entry in ENTRIES:
+                results[entry.name].append(run_once(entry, workdir, tracking_uri))
+                print(f"repeat {repeat + 1}/{args.repeats}  {entry.name}: {results[entry.name][-1]}", flush=True)
+        overhead = logging_overhead(workdir, tracking_uri)
+
+    text = (
+        f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores ({platform.machine()}, Python "
+        f"{platform.python_version()}), medians of {args.repeats} repeats, by `python benchmarks/run.py"
+        f"{'' if args.repeats == 3 else f' --repeats {args.repeats}'}`:\n\n"
+        f"{table(results)}\n\n"
+        f"Speed-ups compare each echo run with the tutorial program it replaces (encdec_fast with the "
+        f"tutorial's encoder-decoder). Logging `loss` and `acc` per epoch: tutorial_encdec trained and "
+        f"scored in {overhead['logged']:.1f} s with the curves logged and {overhead['not_logged']:.1f} s "
+        f"without (medians of 3 alternating pairs in one process, `python benchmarks/logging_overhead.py`), "
+        f"{100 * (overhead['logged'] / overhead['not_logged'] - 1):+.1f}%."
+    )
+    print(text)
+    if not args.no_write:
+        for readme in (ROOT / "README.md", HERE / "README.md"):
+            write_block(readme, text)
+
+
+if __name__ == "__main__":
+    main()
