@@ -60,6 +60,8 @@ class TrainerConfig:
     # happen between calls.
     log_every: int = MISSING
     jit_compile: bool = MISSING  # XLA-compile the training loop
+    # Continue this MLflow run from its checkpoint, with the config it was started with.
+    resume: Optional[str] = MISSING
 
 
 @dataclass
@@ -135,6 +137,10 @@ def validate(cfg: EchoConfig) -> EchoConfig:
 
 def to_echo_config(cfg: DictConfig) -> EchoConfig:
     """Turn Hydra's composed config into the validated, typed object the rest of echo takes."""
+    # The groups are typed, so a stray key inside one fails at composition; one added at the
+    # top level (+foo=1) would slip through to_object unnoticed.
+    for key in set(cfg) - set(EchoConfig.__dataclass_fields__):
+        raise ConfigError(key, cfg[key], f"no such key; the config has {', '.join(EchoConfig.__dataclass_fields__)}")
     echo_cfg = OmegaConf.to_object(cfg)
     assert isinstance(echo_cfg, EchoConfig), "conf/config.yaml must start from echo_schema"
     return validate(echo_cfg)

@@ -3,6 +3,7 @@
     python -m echo.train                                  # the tutorial's first program
     python -m echo.train model=encdec data.n_out=3        # its second, echoing 3 values
     python -m echo.train -m model.units=20,50 trainer.batch_size=7,21
+    python -m echo.train trainer.resume=RUN_ID            # continue a stopped run
 
 TensorFlow and MLflow are imported inside `train`, so `--help`, `--cfg job` and config errors
 answer without paying for them.
@@ -13,14 +14,25 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import sys
+import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import hydra
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from echo.config import ConfigError, EchoConfig, flat_params, to_echo_config
+from echo.errors import EchoError, Interrupted, RunFailed, SweepFailed
+from echo.callbacks import FAILED_MARKER, EchoCallback, preflight
 
 # echo runs from its source tree (installed editable), so conf/ sits beside the package and
 # `python -m echo.train` finds it from any working directory.
@@ -49,12 +61,44 @@ def echoes_table(X, expected, echoed, count: int):
     )
 
 
-def train(cfg: EchoConfig, config_yaml: str = "") -> dict[str, float]:
+class StopRequests:
+    """SIGINT and SIGTERM (Ctrl-C, schedulers, Ray) ask training to stop at the next boundary
+    between compiled calls, where a checkpoint is exact. A second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+
+    def __call__(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        log.warning("%s received: stopping after the current call, then saving a checkpoint", self.signal_name)
+
+    @contextmanager
+    def installed(self) -> Iterator["StopRequests"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals reach the main thread only; nothing to install here
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def train(cfg: EchoConfig, config_yaml: str = "", output_dir: Path | None = None) -> dict[str, float]:
     """Train and score the model `cfg` describes, recording everything in one MLflow run.
 
-    Returns the run's summary metrics (eval_acc, eval_exact, train_seconds, ...).
+    Returns the run's summary metrics (eval_acc, eval_exact, train_seconds, ...). Whatever the
+    tracking store refuses is kept under `output_dir` (Hydra's output folder when run as the CLI).
+    Raises RunFailed when the loss diverges or a signal stops training.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="echo-"))
     # Importing TensorFlow and MLflow makes millions of long-lived objects: collecting garbage
     # while they load costs about a second, and so does walking them again at every later
     # collection and at exit. Load them with the collector off, then move them out of its sight.
@@ -65,7 +109,7 @@ def train(cfg: EchoConfig, config_yaml: str = "") -> dict[str, float]:
     from echo import data, tracking
     from echo.evaluation import Predictor, score
     from echo.models import build_model
-    from echo.trainer import Trainer
+    from echo.trainer import Diverged, Trainer
 
     gc.freeze()
     gc.enable()
@@ -73,15 +117,38 @@ def train(cfg: EchoConfig, config_yaml: str = "") -> dict[str, float]:
     streams = data.streams(cfg.trainer.seed)
     validation = data.sample_windows(streams["validation"], cfg.trainer.eval_sequences, cfg.data)
     X_test, y_test = data.sample_windows(streams["test"], cfg.trainer.eval_sequences, cfg.data)
+    train_rng, start_epoch = streams["train"], 0
 
     config_yaml = config_yaml or OmegaConf.to_yaml(OmegaConf.structured(cfg))
-    with tracking.start_run(cfg.mlflow.experiment, cfg.mlflow.run_name, flat_params(cfg), config_yaml) as run:
+    params = flat_params(cfg)
+    with tracking.start_run(
+        cfg.mlflow.experiment, cfg.mlflow.run_name, params, config_yaml, output_dir / "unlogged", cfg.trainer.resume
+    ) as run:
         # Same seed, same metrics: seed Python, NumPy and Keras, and make TensorFlow's kernels
         # deterministic (no measurable cost for these models here).
         keras.utils.set_random_seed(cfg.trainer.seed)
         tf.config.experimental.enable_op_determinism()
+        run.set_tags({"echo.data_seed": str(cfg.trainer.seed), "echo.weight_seed": str(cfg.trainer.seed)})
         model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
-        fit = Trainer(model, cfg.data, cfg.trainer).fit(streams["train"], validation, on_progress=run.log_history)
+        trainer = Trainer(model, cfg.data, cfg.trainer)
+        if cfg.trainer.resume:
+            train_rng, start_epoch = trainer.load_checkpoint(tracking.download_checkpoint(cfg.trainer.resume))
+            log.info("resuming run %s at epoch %d", cfg.trainer.resume, start_epoch)
+
+        stop = StopRequests()
+        try:
+            with stop.installed():
+                fit = trainer.fit(train_rng, validation, run.log_history, start_epoch, should_stop=stop)
+        except Diverged as err:
+            raise RunFailed(f"run {run.run_id} failed: {err}") from err
+        if fit.interrupted:
+            checkpoint = output_dir / "checkpoint"
+            trainer.save_checkpoint(checkpoint, train_rng, fit.epochs)
+            run.log_checkpoint(checkpoint)
+            raise Interrupted(
+                f"run {run.run_id} stopped by {stop.signal_name} after epoch {fit.epochs}; "
+                f"continue it with: python -m echo.train trainer.resume={run.run_id}"
+            )
 
         echoed = Predictor(model, cfg.trainer.jit_compile)(X_test)
         scores = score(y_test, echoed)
@@ -112,16 +179,89 @@ def train(cfg: EchoConfig, config_yaml: str = "") -> dict[str, float]:
     return metrics
 
 
+def resumed_config(cfg: EchoConfig) -> tuple[EchoConfig, str]:
+    """The config a run to be resumed was started with: resuming continues that run as it was."""
+    from echo import tracking
+
+    saved = OmegaConf.create(tracking.run_config(cfg.trainer.resume))
+    saved.trainer.resume = cfg.trainer.resume
+    resumed = to_echo_config(OmegaConf.merge(OmegaConf.structured(EchoConfig), saved))
+    return resumed, OmegaConf.to_yaml(saved)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
+    echo_cfg = to_echo_config(cfg)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    if echo_cfg.trainer.resume:
+        echo_cfg, config_yaml = resumed_config(echo_cfg)
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        try:
+            return train(echo_cfg, config_yaml, output_dir)["eval_exact"]
+        except EchoError as err:
+            exit_with(err)  # here, before Hydra adds a line of its own
+    # In a sweep one failed job must not stop the others: record why it failed, where the
+    # sweep's end (echo.callbacks) will find it, and give sweepers a NaN objective.
     try:
-        echo_cfg = to_echo_config(cfg)
-    except ConfigError as err:
-        print(f"echo: bad config: {err}", file=sys.stderr)
+        return train(echo_cfg, config_yaml, output_dir)["eval_exact"]
+    except Interrupted as err:
+        exit_with(err)  # the user stopped the sweep, not one job
+    except Exception as err:  # noqa: BLE001 - any failure of one job
+        log.exception("job failed")
+        overrides = ",".join(hydra_cfg.overrides.task)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        (output_dir / FAILED_MARKER).write_text(f"#{hydra_cfg.job.num} {overrides}: {reason}\n")
+        return float("nan")
+
+
+def one_line(err: BaseException) -> str:
+    """A config error as one line that names the key and the value."""
+    if isinstance(err, ConfigError):
+        return str(err)
+    options = getattr(err, "options", None)
+    missing = getattr(err, "missing_cfg_file", None)
+    if missing and options is not None:  # an unknown option of a config group
+        group, _, name = missing.rpartition("/")
+        return f"{group}={name}: no such option; choose from {', '.join(sorted(options))}"
+    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        given = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.lstrip("+~").split("=", 1)[0] == cause.full_key), None)
+        key = f"{cause.full_key}={given}" if given is not None else cause.full_key
+        return f"{key}: {str(cause.msg).splitlines()[0]}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:2])
+
+
+def cli() -> None:
+    """Hydra's main, with config errors and run failures as one line instead of a traceback.
+
+    HYDRA_FULL_ERROR=1 still shows Hydra's complete error and stack trace.
+    """
+    full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach this function instead of Hydra's printer
+    try:
+        preflight(sys.argv[1:], CONF_DIR)
+        main()
+        if EchoCallback.failed_jobs:
+            jobs = EchoCallback.failed_jobs
+            raise SweepFailed(f"{len(jobs)} job(s) of the sweep failed: {'; '.join(jobs)}")
+    except (ConfigError, HydraException, OmegaConfBaseException) as err:
+        if full_errors:
+            raise
+        print(f"echo: bad config: {one_line(err)}", file=sys.stderr)
         sys.exit(2)
-    # The sweep objective, for Hydra's sweepers.
-    return train(echo_cfg, OmegaConf.to_yaml(cfg, resolve=True))["eval_exact"]
+    except EchoError as err:
+        exit_with(err)
+
+
+def exit_with(err: EchoError) -> None:
+    print(f"echo: {err}", file=sys.stderr)
+    sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":
-    main()
+    cli()
+    # TensorFlow leaves a vast object graph behind; walking it at exit takes a second.
+    gc.freeze()

@@ -9,9 +9,11 @@ per epoch, its windows in order, unshuffled, the same batch size and the same nu
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import keras
@@ -62,10 +64,19 @@ class History:
 
 @dataclass
 class FitResult:
-    history: History
-    epochs: int  # epochs trained (fewer than asked when the target was met)
+    history: History  # this call's records only, when resumed from a checkpoint
+    epochs: int  # epochs done (fewer than asked when the target was met or it was stopped)
     epochs_to_target: Optional[int]  # epochs trained when validation first met target_exact
     train_seconds: float
+    interrupted: bool = False  # stopped on request before the last epoch
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, loss: float):
+        super().__init__(f"loss became {loss} at epoch {epoch}")
+        self.epoch = epoch
 
 
 # Called after every compiled call with that call's records: a place to log them as they come.
@@ -119,7 +130,14 @@ class Trainer:
         train_rng: np.random.Generator,
         validation: Optional[tuple[np.ndarray, np.ndarray]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        start_epoch: int = 0,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> FitResult:
+        """Train from `start_epoch` (0, or where a checkpoint left off) to trainer.epochs.
+
+        Stops early when validation meets trainer.target_exact, or between two calls when
+        `should_stop()` says so (FitResult.interrupted). Raises Diverged on a NaN or inf loss.
+        """
         cfg, schedule = self.cfg, self.schedule
         per_record = schedule.epochs_per_record
         total = -(-cfg.epochs // per_record) * per_record
@@ -130,9 +148,12 @@ class Trainer:
         predictor = Predictor(self.model, cfg.jit_compile) if cfg.target_exact is not None else None
 
         records: list[History] = []
-        done, epochs_to_target = 0, None
+        done, epochs_to_target, interrupted = start_epoch, None, False
         start = time.perf_counter()
         while done < total:
+            if should_stop():
+                interrupted = True
+                break
             epochs = min(per_call, total - done)
             X, y = echo_data.sample_windows(train_rng, epochs, self.data)
             n_steps = epochs // per_record * schedule.steps_per_record
@@ -144,6 +165,9 @@ class Trainer:
             done += epochs
             if on_progress is not None:
                 on_progress(record)
+            bad = ~np.isfinite(record.loss)
+            if bad.any():
+                raise Diverged(int(record.epoch[bad][0]), float(record.loss[bad][0]))
             message = f"epoch {done}/{total}  loss {record.loss[-1]:.4f}  acc {record.acc[-1]:.4f}"
             if predictor is not None:
                 X_val, y_val = validation
@@ -157,8 +181,31 @@ class Trainer:
                 log.info("validation exact echoes reached trainer.target_exact=%s", cfg.target_exact)
                 break
         train_seconds = time.perf_counter() - start
-        history = History(*(np.concatenate([getattr(r, f) for r in records]) for f in ("epoch", "loss", "acc")))
-        return FitResult(history, done, epochs_to_target, train_seconds)
+        fields = ("epoch", "loss", "acc")
+        history = History(*(np.concatenate([getattr(r, f) for r in records] or [np.zeros(0)]) for f in fields))
+        return FitResult(history, done, epochs_to_target, train_seconds, interrupted)
+
+    def save_checkpoint(self, folder: Path, train_rng: np.random.Generator, epochs_done: int) -> None:
+        """What resuming needs to continue exactly where training stopped: weights, optimizer
+        moments, the training data stream's position and the epochs done. Training stops only
+        between calls, where every sequence is complete and stateful layers are reset."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_weights(folder / "model.weights.h5")
+        np.savez(folder / "optimizer.npz", *[v.numpy() for v in self.optimizer.variables])
+        state = {"epochs_done": epochs_done, "train_rng": train_rng.bit_generator.state}
+        (folder / "state.json").write_text(json.dumps(state))
+
+    def load_checkpoint(self, folder: Path) -> tuple[np.random.Generator, int]:
+        """Restore a checkpoint; return the training stream positioned where it was, and the
+        epochs already done."""
+        self.model.load_weights(folder / "model.weights.h5")
+        with np.load(folder / "optimizer.npz") as saved:
+            for variable, value in zip(self.optimizer.variables, (saved[f"arr_{i}"] for i in range(len(saved.files)))):
+                variable.assign(value)
+        state = json.loads((folder / "state.json").read_text())
+        train_rng = np.random.default_rng()
+        train_rng.bit_generator.state = state["train_rng"]
+        return train_rng, state["epochs_done"]
 
     def _records(self, first_epoch: int, loss: np.ndarray, acc: np.ndarray) -> History:
         # Per record, the mean over its equal-sized batches: what Keras reports for an epoch.

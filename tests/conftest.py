@@ -37,10 +37,15 @@ def compose_config(overrides: list[str] = ()) -> EchoConfig:
 
 
 def run_cli(
-    args: list[str], cwd: Path, tracking_uri: str | None = None, python_flags: list[str] = (), timeout: int = 900
+    args: list[str],
+    cwd: Path,
+    tracking_uri: str | None = None,
+    python_flags: list[str] = (),
+    env: dict[str, str] | None = None,
+    timeout: int = 900,
 ) -> subprocess.CompletedProcess:
     """Run `python -m echo.train ARGS` in `cwd` as a user would."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri

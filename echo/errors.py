@@ -1,0 +1,23 @@
+"""Failures worth one line to the user rather than a traceback, each with its exit code."""
+
+
+class EchoError(Exception):
+    exit_code = 1
+
+
+class RunFailed(EchoError):
+    """The run ended FAILED for a reason that is not a bug (a diverged loss, say)."""
+
+
+class Interrupted(EchoError):
+    """A signal stopped training; the run is KILLED and holds a checkpoint to resume from."""
+
+    exit_code = 130
+
+
+class TrackingUnavailable(EchoError):
+    """The tracking store cannot be reached; nothing was started."""
+
+
+class SweepFailed(EchoError):
+    """Some jobs of a sweep failed; the others ran to the end."""

@@ -1,0 +1,38 @@
+"""Where runs are recorded, and whether a tracking server answers. Light on purpose: the CLI
+asks before importing MLflow or TensorFlow, so a server that is down fails in seconds."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from echo.errors import TrackingUnavailable
+
+# MLflow's embedded store: `mlflow ui` started in the same folder shows the runs.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def without_credentials(uri: str) -> str:
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username or parts.password:
+        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+    return urllib.parse.urlunsplit(parts)
+
+
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when a tracking server is down."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered: reachable, whatever it thinks of /health
+    except OSError as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingUnavailable(f"MLFLOW_TRACKING_URI={without_credentials(uri)}: cannot reach the tracking server ({reason})")

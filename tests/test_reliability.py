@@ -1,0 +1,205 @@
+"""Reliability from the user's side: refusals, failures, interrupts, store faults, parallel
+writers and reproducibility, each run for real against a real MLflow store."""
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+from mlflow.tracking import MlflowClient
+
+from echo import store, tracking
+from echo import train as echo_train
+from echo.errors import TrackingUnavailable
+
+from conftest import TINY, compose_config, run_cli
+
+# rmsprop at this rate overflows the weights within the first updates.
+DIVERGING = ["trainer.optimizer=rmsprop", "trainer.learning_rate=1e38"]
+
+
+def runs_of(uri, experiment="echo"):
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client, (client.search_runs([found.experiment_id]) if found else [])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["data.n_ot=3"], "data.n_ot=3: Key 'n_ot' not in 'DataConfig'"),
+        (["model.units=many"], "model.units=many: Value 'many' of type 'str' could not be converted to Integer"),
+        (["model=transformer"], "model=transformer: no such option; choose from encdec, seq2seq"),
+        (["experiment=nope"], "experiment=nope: no such option; choose from "),
+        (["trainer.optimizer=adamm"], "trainer.optimizer=adamm: Invalid value 'adamm', expected one of"),
+        (["+foo=1"], "foo=1: no such key"),
+        (["data.n_out=9"], "data.n_out=9: must be <= data.n_in (5)"),
+        (["data.n_in=30"], "data.n_in=30: must be <= data.length (25)"),
+        (["data.n_unique=1"], "data.n_unique=1: must be >= 2"),
+        (["model.units=0"], "model.units=0: must be >= 1"),
+        (["trainer.epochs=0"], "trainer.epochs=0: must be >= 1"),
+        (["trainer.learning_rate=0"], "trainer.learning_rate=0.0: must be a finite number > 0"),
+        (["trainer.batch_size=5"], "trainer.batch_size=5: must divide the 21 windows per sequence for a stateful model"),
+        (["-m", "model.units=4,0"], "model.units=0: must be >= 1"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line_before_any_run(tmp_path, args, message):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(args, tmp_path, uri)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"echo: bad config: {message}")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # no store, let alone a run
+
+
+def test_full_error_keeps_hydras_trace(tmp_path):
+    result = run_cli(["data.n_ot=3"], tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_unreachable_tracking_server_fails_fast_before_training(tmp_path):
+    start = time.monotonic()
+    result = run_cli(TINY, tmp_path, "http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "echo: MLFLOW_TRACKING_URI=http://127.0.0.1:9: cannot reach the tracking server ([Errno 111] Connection refused)"
+    )
+    assert " - epoch " not in result.stdout + result.stderr  # no training started
+    assert time.monotonic() - start < 15
+
+
+def test_credentials_never_reach_messages():
+    with pytest.raises(TrackingUnavailable) as caught:
+        store.check_reachable("http://alice:s3cret@127.0.0.1:9")
+    assert "s3cret" not in str(caught.value) and "alice" not in str(caught.value)
+
+
+def test_diverging_loss_fails_the_run_with_the_reason(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli([*TINY, *DIVERGING], tmp_path, uri)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("echo: run ") and last.endswith("failed: loss became nan at epoch 0")
+    _, runs = runs_of(uri)
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "loss became nan" in runs[0].data.tags[tracking.FAILURE_TAG]
+
+
+@pytest.mark.slow
+def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(["-m", *TINY, "trainer.optimizer=rmsprop", "trainer.learning_rate=1e38,0.001", "mlflow.log_model=false"], tmp_path, uri)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "echo: 1 job(s) of the sweep failed: #0 trainer.optimizer=rmsprop,trainer.learning_rate=1e38"
+    )
+    _, runs = runs_of(uri)
+    status = {r.data.params["trainer.learning_rate"]: r.info.status for r in runs}
+    assert status == {"1e+38": "FAILED", "0.001": "FINISHED"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_run_is_killed_with_a_checkpoint_and_resumes_exactly(tmp_path, sig):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*TINY, "trainer.epochs=300", "trainer.log_every=3", "mlflow.log_model=false"]
+    env = {"MLFLOW_TRACKING_URI": uri}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "echo.train", *args], cwd=tmp_path, env={**__import__("os").environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output = []
+    for line in process.stdout:  # stop it once it is well into training
+        output.append(line)
+        if " - epoch 30/300" in line:
+            process.send_signal(sig)
+            break
+    output.append(process.stdout.read())
+    assert process.wait(timeout=120) == 130, "".join(output)
+    last = "".join(output).strip().splitlines()[-1]
+    run_id = last.rsplit("trainer.resume=", 1)[1]
+    assert last.startswith(f"echo: run {run_id} stopped by {sig.name} after epoch ")
+
+    client, runs = runs_of(uri)
+    assert [r.info.status for r in runs] == ["KILLED"]
+    stopped_at = len(client.get_metric_history(run_id, "loss"))
+    assert 30 <= stopped_at < 300
+    assert {a.path for a in client.list_artifacts(run_id, "checkpoint")} == {
+        "checkpoint/model.weights.h5", "checkpoint/optimizer.npz", "checkpoint/state.json"
+    }
+
+    resumed = run_cli([f"trainer.resume={run_id}"], tmp_path, uri)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    client, runs = runs_of(uri)
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    history = client.get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(300))  # none missing, none twice
+
+    # Stopping and resuming changes nothing: an uninterrupted run logs the same curve.
+    whole = run_cli([*args, "mlflow.experiment=whole"], tmp_path, uri)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    client, (uninterrupted,) = runs_of(uri, "whole")
+    expected = {m.step: m.value for m in client.get_metric_history(uninterrupted.info.run_id, "loss")}
+    assert {m.step: m.value for m in history} == expected
+    assert runs[0].data.metrics["eval_exact"] == uninterrupted.data.metrics["eval_exact"]
+
+
+def test_same_seed_same_metrics(tracking_uri):
+    cfg = compose_config([*TINY, "mlflow.log_model=false"])
+    first, second = echo_train.train(cfg), echo_train.train(cfg)
+    assert first["eval_acc"] == second["eval_acc"] and first["eval_exact"] == second["eval_exact"]
+    client, runs = runs_of(tracking_uri)
+    curves = [
+        [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)] for run in runs for key in ("loss", "acc")
+    ]
+    assert curves[:2] == curves[2:] and len(curves[0]) == 4
+    assert runs[0].data.tags["echo.data_seed"] == runs[0].data.tags["echo.weight_seed"] == "1"
+    other = echo_train.train(compose_config([*TINY, "mlflow.log_model=false", "trainer.seed=2"]))
+    assert other != first
+
+
+def test_a_store_that_breaks_mid_run_loses_nothing(tracking_uri, tmp_path, monkeypatch):
+    database = tracking_uri.removeprefix("sqlite:///")
+    write_curves = tracking.RunLog.log_history
+    calls = []
+
+    def break_store_after_first_write(self, history):
+        write_curves(self, history)
+        self.flush()
+        if not calls:  # after the first batch of points, the metric history table vanishes
+            with sqlite3.connect(database) as connection:
+                connection.execute("DROP TABLE metrics")
+        calls.append(history)
+
+    monkeypatch.setattr(tracking.RunLog, "log_history", break_store_after_first_write)
+    output_dir = tmp_path / "out"
+    cfg = compose_config([*TINY, "trainer.epochs=6"])
+    metrics = echo_train.train(cfg, output_dir=output_dir)
+
+    kept = output_dir / "unlogged"
+    curves = (kept / "curves.csv").read_text().splitlines()
+    assert curves[0] == "epoch,loss,acc" and [line.split(",")[0] for line in curves[1:]] == ["0", "1", "2", "3", "4", "5"]
+    assert '"eval_exact": ' + repr(metrics["eval_exact"]) in (kept / "metrics.json").read_text()
+    # The model, which MLflow could not take either, is kept and loads (in Keras' safe mode).
+    model = keras.saving.load_model(kept / "model.keras", safe_mode=True)
+    assert model.output_shape == (cfg.trainer.batch_size, 2, 10)
+    _, runs = runs_of(tracking_uri)
+    assert runs[0].info.status == "FINISHED"  # the runs table still works
+
+
+@pytest.mark.slow
+def test_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(
+        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *TINY, "model.units=4,5,6,7,8,9,10,11"], tmp_path, uri
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, runs = runs_of(uri)
+    assert sorted(int(r.data.params["model.units"]) for r in runs) == list(range(4, 12))
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert {"eval_acc", "eval_exact", "train_seconds", "loss", "acc"} <= set(run.data.metrics)
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 4
