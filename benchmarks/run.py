@@ -41,20 +41,24 @@ class Entry:
     def is_echo(self) -> bool:
         return self.args[:2] == ["-m", "echo.train"]
 
+    @property
+    def experiment(self) -> str:
+        return "bench_" + re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
+
 
 ENTRIES = [
     Entry("tutorial seq2seq: fit per sequence", [str(HERE / "tutorial_baseline.py"), "seq2seq"]),
     Entry("echo tutorial_seq2seq", ["-m", "echo.train", "experiment=tutorial_seq2seq"], "tutorial seq2seq: fit per sequence"),
     Entry("tutorial encdec: fit per sequence", [str(HERE / "tutorial_baseline.py"), "encdec"]),
     Entry("echo tutorial_encdec", ["-m", "echo.train", "experiment=tutorial_encdec"], "tutorial encdec: fit per sequence"),
-    Entry("echo tutorial_encdec, 500 epochs", ["-m", "echo.train", "experiment=tutorial_encdec", "trainer.epochs=500"]),
+    Entry("echo tutorial_encdec at 500 epochs", ["-m", "echo.train", "experiment=tutorial_encdec", "trainer.epochs=500"]),
     Entry("echo encdec_fast", ["-m", "echo.train", "experiment=encdec_fast"], "tutorial encdec: fit per sequence"),
 ]
 
 
 def run_once(entry: Entry, workdir: Path, tracking_uri: str) -> dict:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    args = [*entry.args, f"mlflow.experiment={entry.name}"] if entry.is_echo else entry.args
+    args = [*entry.args, f"mlflow.experiment={entry.experiment}"] if entry.is_echo else entry.args
     with open(workdir / "stdout", "w+") as stdout, open(workdir / "stderr", "w+") as stderr:
         start = time.perf_counter()
         process = subprocess.Popen([sys.executable, *args], cwd=workdir, env=env, stdout=stdout, stderr=stderr)
@@ -68,7 +72,7 @@ def run_once(entry: Entry, workdir: Path, tracking_uri: str) -> dict:
         output = stdout.read()
     result = {"whole_seconds": whole, "peak_mb": usage.ru_maxrss / 1024}  # ru_maxrss is KiB on Linux
     if entry.is_echo:
-        result.update(latest_echo_run(tracking_uri, entry.name))
+        result.update(latest_echo_run(tracking_uri, entry.experiment))
     else:
         result.update(json.loads(output.strip().splitlines()[-1]))
     return result
