@@ -119,13 +119,14 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def write_block(path: Path, text: str) -> None:
-    """Replace what stands between the benchmark markers in `path`."""
+def write_block(path: Path, text: str, marker: str = "benchmark") -> None:
+    """Replace what stands between the `marker` comments in `path`."""
     source = path.read_text()
-    block = f"<!-- benchmark:start -->\n{text}\n<!-- benchmark:end -->"
-    updated, count = re.subn(r"<!-- benchmark:start -->.*?<!-- benchmark:end -->", block, source, flags=re.S)
+    block = f"<!-- {marker}:start -->\n{text}\n<!-- {marker}:end -->"
+    pattern = rf"<!-- {marker}:start -->.*?<!-- {marker}:end -->"
+    updated, count = re.subn(pattern, lambda _: block, source, flags=re.S)
     if not count:
-        raise SystemExit(f"{path} has no benchmark markers")
+        raise SystemExit(f"{path} has no {marker} markers")
     path.write_text(updated)
 
 

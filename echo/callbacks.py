@@ -2,12 +2,15 @@
 
 `preflight` composes and validates every job of a run or sweep before Hydra launches any, and
 creates the tracking store and experiments that parallel jobs would otherwise race to create.
-`EchoCallback` (registered in conf/config.yaml) collects a sweep's failed jobs at its end.
+`EchoCallback` (registered in conf/config.yaml) makes a sweep's parent run and, at the end,
+its summary, and collects the failed jobs.
 Hydra turns exceptions raised in callbacks into warnings, so refusals happen in `preflight`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -21,6 +24,7 @@ from echo.config import EchoConfig, to_echo_config
 from echo.store import check_reachable, tracking_uri
 
 FAILED_MARKER = "FAILED"  # what a failed job leaves in its output folder, with the reason
+SWEEP_ENV = "ECHO_SWEEP"  # the sweep's parent run id and swept keys, for its jobs
 ONLY_SHOWS = ("help", "hydra_help", "version", "cfg", "info", "shell_completion", "experimental_rerun")
 
 
@@ -51,10 +55,37 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         tracking.prepare({cfg.mlflow.experiment for cfg in configs})
 
 
+def sweep_parent() -> tuple[str, list[str]] | None:
+    """In a sweep's job: the parent run's id and the swept keys, as EchoCallback left them."""
+    sweep = os.environ.get(SWEEP_ENV)
+    if not sweep:
+        return None
+    found = json.loads(sweep)
+    return found["parent_run_id"], found["keys"]
+
+
 class EchoCallback(Callback):
+    """Makes a sweep one tree of MLflow runs: a parent run made once, here, before any job
+    (jobs find it through an environment variable, which local launchers' workers inherit), and
+    given the results table, the best job and a chart when the sweep ends."""
+
     # Read by echo.train.cli after the sweep: this callback runs in the same process.
     failed_jobs: list[str] = []
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from echo import tracking
+
+        overrides = list(config.hydra.overrides.task)
+        keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides) if o.is_sweep_override()]
+        parent = tracking.start_sweep(config.mlflow.experiment, overrides, {"echo.hydra_sweep_dir": str(config.hydra.sweep.dir)})
+        os.environ[SWEEP_ENV] = json.dumps({"parent_run_id": parent, "keys": keys})
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         markers = sorted(Path(config.hydra.sweep.dir).glob(f"*/{FAILED_MARKER}"))
         EchoCallback.failed_jobs = [path.read_text().strip() for path in markers]
+        parent = sweep_parent()
+        if parent:
+            from echo import tracking
+
+            tracking.finish_sweep(*parent)
+            del os.environ[SWEEP_ENV]

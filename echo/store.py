@@ -10,6 +10,9 @@ import urllib.request
 
 from echo.errors import TrackingUnavailable
 
+# MLflow's own tag for a run's parent: the UI nests a sweep's runs under the sweep's run.
+PARENT_TAG = "mlflow.parentRunId"
+
 # MLflow's embedded store: `mlflow ui` started in the same folder shows the runs.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 

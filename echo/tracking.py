@@ -23,7 +23,7 @@ from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
 from echo.errors import Interrupted
-from echo.store import check_reachable, tracking_uri
+from echo.store import PARENT_TAG, check_reachable, tracking_uri
 
 if TYPE_CHECKING:
     from echo.trainer import History
@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAILURE_TAG = "echo.failure"
+# MLflow 3's UI opens an experiment with this tag in its model-training view, not the GenAI one.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# The summary a sweep's parent run shows for each job.
+RESULT_METRICS = ("eval_acc", "eval_exact", "epochs_to_target", "train_seconds")
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, tags=EXPERIMENT_TAGS)
 
 
 def prepare(experiments: set[str]) -> None:
@@ -40,8 +51,61 @@ def prepare(experiments: set[str]) -> None:
     check_reachable(uri)
     client = MlflowClient(uri)
     for name in sorted(experiments):
-        if client.get_experiment_by_name(name) is None:
-            client.create_experiment(name)
+        ensure_experiment(client, name)
+
+
+def start_sweep(experiment: str, overrides: list[str], tags: dict[str, str]) -> str:
+    """The parent run of a sweep; its jobs' runs name it in their mlflow.parentRunId tag."""
+    client = MlflowClient(tracking_uri())
+    run = client.create_run(
+        ensure_experiment(client, experiment),
+        run_name="sweep " + " ".join(overrides),
+        tags={"echo.role": "sweep", "echo.sweep_overrides": " ".join(overrides), **tags},
+    )
+    return run.info.run_id
+
+
+def finish_sweep(parent_run_id: str, swept_keys: list[str]) -> pd.DataFrame:
+    """Give the parent run the sweep's results table, its best job and a chart; end it."""
+    from echo import figures
+
+    client = MlflowClient(tracking_uri())
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000
+    )
+    results = pd.DataFrame(
+        [
+            {
+                "run_id": child.info.run_id,
+                "run_name": child.info.run_name,
+                "status": child.info.status,
+                **{key: child.data.params.get(key) for key in swept_keys},
+                **{key: child.data.metrics.get(key) for key in RESULT_METRICS},
+            }
+            for child in children
+        ]
+    )
+    status = RunStatus.FINISHED
+    if len(results):
+        client.log_table(parent_run_id, results, "results.json")
+        finished = results[results["status"] == "FINISHED"].dropna(subset=["eval_exact"])
+        if len(finished):
+            best = finished.loc[finished["eval_exact"].idxmax()]
+            client.set_tag(parent_run_id, "echo.best_run_id", best["run_id"])
+            client.set_tag(parent_run_id, "echo.best_run_name", best["run_name"])
+            client.log_metric(parent_run_id, "best_eval_exact", float(best["eval_exact"]))
+            numeric = {k: pd.to_numeric(finished[k]) for k in swept_keys if _numeric(finished[k])}
+            figure = figures.sweep_chart(finished.assign(**numeric), swept_keys)
+            client.log_figure(parent_run_id, figure, "eval_exact_by_sweep.png")
+        if (results["status"] != "FINISHED").any():
+            status = RunStatus.FAILED
+    client.set_terminated(parent_run_id, RunStatus.to_string(status))
+    return results
+
+
+def _numeric(column: pd.Series) -> bool:
+    return pd.to_numeric(column, errors="coerce").notna().all()
 
 
 class RunLog:
@@ -111,15 +175,31 @@ class RunLog:
         except Exception as err:  # noqa: BLE001
             echoes.to_csv(self._keep("the echoes table", err) / "echoes.csv", index=False)
 
-    def log_model(self, model) -> None:
-        import keras
-        import tensorflow as tf
+    def log_figure(self, figure, name: str) -> None:
+        import matplotlib.pyplot as plt
 
         try:
+            mlflow.log_figure(figure, name)
+        except Exception as err:  # noqa: BLE001
+            figure.savefig(self._keep(f"the figure {name}", err) / name)
+        plt.close(figure)
+
+    def log_model(self, model, input_example) -> None:
+        """Log the Keras model with the signature `input_example` shows, so that both
+        mlflow.keras.load_model and mlflow.pyfunc.load_model take it. (The example itself is
+        not stored: MLflow's Keras flavor, 3.17 and 3.18, writes it before making the folder
+        it goes in, and fails.)"""
+        import keras
+        import tensorflow as tf
+        from mlflow.models import infer_signature
+
+        try:
+            signature = infer_signature(input_example, model.predict(input_example, verbose=0, batch_size=len(input_example)))
             # Naming the requirements spares MLflow from re-importing TensorFlow to infer them.
             mlflow.keras.log_model(
                 model,
                 name="model",
+                signature=signature,
                 pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
             )
         except Exception as err:  # noqa: BLE001
@@ -150,6 +230,7 @@ def start_run(
     config_yaml: str,
     fallback_dir: Path,
     resume_run_id: Optional[str] = None,
+    tags: Optional[dict[str, str]] = None,
 ) -> Iterator[RunLog]:
     """One MLflow run (or `resume_run_id` reopened) that ends FINISHED, FAILED or KILLED."""
     uri = tracking_uri()
@@ -158,8 +239,8 @@ def start_run(
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id)
     else:
-        mlflow.set_experiment(experiment)
-        run = mlflow.start_run(run_name=run_name)
+        experiment_id = ensure_experiment(MlflowClient(uri), experiment)
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     run_log = RunLog(run.info.run_id, fallback_dir)
     status = RunStatus.FAILED
     try:

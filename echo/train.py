@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +33,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from echo.config import ConfigError, EchoConfig, flat_params, to_echo_config
 from echo.errors import EchoError, Interrupted, RunFailed, SweepFailed
-from echo.callbacks import FAILED_MARKER, EchoCallback, preflight
+from echo.store import PARENT_TAG
+from echo.callbacks import FAILED_MARKER, EchoCallback, preflight, sweep_parent
 
 # echo runs from its source tree (installed editable), so conf/ sits beside the package and
 # `python -m echo.train` finds it from any working directory.
@@ -90,12 +92,34 @@ class StopRequests:
                 signal.signal(sig, handler)
 
 
-def train(cfg: EchoConfig, config_yaml: str = "", output_dir: Path | None = None) -> dict[str, float]:
+def provenance_tags(cfg: EchoConfig, output_dir: Path) -> dict[str, str]:
+    """What a user needs to find a run and trust it: what ran, from which code, with what."""
+    from importlib.metadata import version
+
+    tags = {
+        "echo.model_kind": cfg.model.kind.value,
+        "echo.command": " ".join(["python -m echo.train", *sys.argv[1:]])[:5000],
+        "echo.output_dir": str(output_dir),
+        "echo.data_seed": str(cfg.trainer.seed),
+        "echo.weight_seed": str(cfg.trainer.seed),
+    }
+    for package in ("echo", "tensorflow", "keras", "mlflow", "hydra-core", "numpy"):
+        tags[f"echo.version.{package}"] = version(package)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CONF_DIR.parent, capture_output=True, text=True)
+    if commit.returncode == 0:
+        tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    return tags
+
+
+def train(
+    cfg: EchoConfig, config_yaml: str = "", output_dir: Path | None = None, tags: dict[str, str] | None = None
+) -> dict[str, float]:
     """Train and score the model `cfg` describes, recording everything in one MLflow run.
 
     Returns the run's summary metrics (eval_acc, eval_exact, train_seconds, ...). Whatever the
     tracking store refuses is kept under `output_dir` (Hydra's output folder when run as the CLI).
-    Raises RunFailed when the loss diverges or a signal stops training.
+    `tags` are added to the run's own (a sweep's parent, say). Raises RunFailed when the loss
+    diverges, Interrupted when a signal stops training.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     output_dir = Path(output_dir or tempfile.mkdtemp(prefix="echo-"))
@@ -106,7 +130,7 @@ def train(cfg: EchoConfig, config_yaml: str = "", output_dir: Path | None = None
     import keras
     import tensorflow as tf
 
-    from echo import data, tracking
+    from echo import data, figures, tracking
     from echo.evaluation import Predictor, score
     from echo.models import build_model
     from echo.trainer import Diverged, Trainer
@@ -121,14 +145,14 @@ def train(cfg: EchoConfig, config_yaml: str = "", output_dir: Path | None = None
 
     config_yaml = config_yaml or OmegaConf.to_yaml(OmegaConf.structured(cfg))
     params = flat_params(cfg)
+    run_tags = {**provenance_tags(cfg, output_dir), **(tags or {})}
     with tracking.start_run(
-        cfg.mlflow.experiment, cfg.mlflow.run_name, params, config_yaml, output_dir / "unlogged", cfg.trainer.resume
+        cfg.mlflow.experiment, cfg.mlflow.run_name, params, config_yaml, output_dir / "unlogged", cfg.trainer.resume, run_tags
     ) as run:
         # Same seed, same metrics: seed Python, NumPy and Keras, and make TensorFlow's kernels
         # deterministic (no measurable cost for these models here).
         keras.utils.set_random_seed(cfg.trainer.seed)
         tf.config.experimental.enable_op_determinism()
-        run.set_tags({"echo.data_seed": str(cfg.trainer.seed), "echo.weight_seed": str(cfg.trainer.seed)})
         model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
         trainer = Trainer(model, cfg.data, cfg.trainer)
         if cfg.trainer.resume:
@@ -174,8 +198,11 @@ def train(cfg: EchoConfig, config_yaml: str = "", output_dir: Path | None = None
             fit.epochs,
             fit.train_seconds,
         )
+        run.log_figure(figures.learning_curves(fit.history.epoch, fit.history.loss, fit.history.acc), "learning_curves.png")
+        run.log_figure(figures.position_accuracy(scores.position_acc), "position_accuracy.png")
         if cfg.mlflow.log_model:
-            run.log_model(model)
+            # A stateful model takes exactly its batch size, so the example is one batch.
+            run.log_model(model, X_test.reshape(-1, cfg.data.n_in)[: cfg.trainer.batch_size])
     return metrics
 
 
@@ -202,10 +229,18 @@ def main(cfg: DictConfig) -> float:
             return train(echo_cfg, config_yaml, output_dir)["eval_exact"]
         except EchoError as err:
             exit_with(err)  # here, before Hydra adds a line of its own
+    tags = {}
+    parent = sweep_parent()
+    if parent:
+        parent_run_id, keys = parent
+        tags[PARENT_TAG] = parent_run_id
+        swept = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") in keys]
+        if echo_cfg.mlflow.run_name is None and swept:
+            tags["mlflow.runName"] = ",".join(swept)  # the run's name says what it varied
     # In a sweep one failed job must not stop the others: record why it failed, where the
     # sweep's end (echo.callbacks) will find it, and give sweepers a NaN objective.
     try:
-        return train(echo_cfg, config_yaml, output_dir)["eval_exact"]
+        return train(echo_cfg, config_yaml, output_dir, tags)["eval_exact"]
     except Interrupted as err:
         exit_with(err)  # the user stopped the sweep, not one job
     except Exception as err:  # noqa: BLE001 - any failure of one job

@@ -97,8 +97,10 @@ def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
     assert last.startswith("echo: 1 job(s) of the sweep failed: #0 ") and "trainer.learning_rate=1e+38" in last
     assert last.endswith("failed: loss became nan at epoch 0")
     _, runs = runs_of(uri)
-    status = {r.data.params["trainer.learning_rate"]: r.info.status for r in runs}
+    status = {r.data.params["trainer.learning_rate"]: r.info.status for r in runs if "echo.role" not in r.data.tags}
     assert status == {"1e+38": "FAILED", "0.001": "FINISHED"}
+    (parent,) = [r for r in runs if r.data.tags.get("echo.role") == "sweep"]
+    assert parent.info.status == "FAILED"
 
 
 @pytest.mark.slow
@@ -198,7 +200,9 @@ def test_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client, runs = runs_of(uri)
+    runs = [r for r in runs if r.data.tags.get("echo.role") != "sweep"]
     assert sorted(int(r.data.params["model.units"]) for r in runs) == list(range(4, 12))
+    assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1  # one parent, made once
     for run in runs:
         assert run.info.status == "FINISHED"
         assert {"eval_acc", "eval_exact", "train_seconds", "loss", "acc"} <= set(run.data.metrics)

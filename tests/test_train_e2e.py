@@ -35,15 +35,26 @@ def test_run_records_config_curves_scores_echoes_and_model(tracking_uri, model_n
     assert 0 <= run.data.metrics["eval_acc"] <= 1 and run.data.metrics["train_seconds"] > 0
     assert run.data.metrics["epochs_trained"] == 4
 
+    tags = run.data.tags
+    assert tags["echo.model_kind"] == model_name and tags["echo.data_seed"] == "1"
+    assert tags["echo.version.tensorflow"] and tags["echo.version.mlflow"] == mlflow.__version__
+    assert tags["echo.command"].startswith("python -m echo.train")
+    assert len(tags.get("mlflow.source.git.commit", "0" * 40)) == 40
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "echoes.json"} <= artifacts
+    assert {"config.yaml", "echoes.json", "learning_curves.png", "position_accuracy.png"} <= artifacts
     echoes = json.loads(open(client.download_artifacts(run.info.run_id, "echoes.json")).read())
     assert echoes["columns"] == ["window", "expected", "echoed", "right"] and len(echoes["data"]) == 4
     assert "n_unique: 10" in open(client.download_artifacts(run.info.run_id, "config.yaml")).read()
 
     model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
-    windows = np.arange(9).reshape(3, 3) % 10
+    windows = (np.arange(9).reshape(3, 3) % 10).astype(np.int32)
     assert model.predict(windows, verbose=0, batch_size=3).shape == (3, 2, 10)
+    generic = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert tuple(generic.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3)
+    assert np.asarray(generic.predict(windows)).shape == (3, 2, 10)
 
 
 def test_a_failing_run_is_marked_failed(tracking_uri, monkeypatch):
@@ -76,7 +87,23 @@ def test_multirun_logs_every_job(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("echo").experiment_id])
-    assert sorted((r.data.params["model.units"], r.data.params["data.n_out"]) for r in runs) == [
+    (parent,) = [r for r in runs if r.data.tags.get("echo.role") == "sweep"]
+    jobs = [r for r in runs if r is not parent]
+    assert sorted((r.data.params["model.units"], r.data.params["data.n_out"]) for r in jobs) == [
         ("4", "1"), ("4", "2"), ("6", "1"), ("6", "2")
     ]
-    assert all(r.info.status == "FINISHED" and "eval_exact" in r.data.metrics for r in runs)
+    assert all(r.info.status == "FINISHED" and "eval_exact" in r.data.metrics for r in jobs)
+
+    # The sweep is one tree: each job under the parent, named by what it varied.
+    assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parent.info.run_id}
+    assert {frozenset(r.info.run_name.split(",")) for r in jobs} == {
+        frozenset({f"model.units={units}", f"data.n_out={n_out}"}) for units in (4, 6) for n_out in (1, 2)
+    }
+    assert "model.units=4,6 data.n_out=1,2" in parent.data.tags["echo.sweep_overrides"]
+    assert parent.info.status == "FINISHED"
+    best = max(jobs, key=lambda r: r.data.metrics["eval_exact"])
+    assert parent.data.metrics["best_eval_exact"] == best.data.metrics["eval_exact"]
+    assert parent.data.tags["echo.best_run_id"] in {r.info.run_id for r in jobs if r.data.metrics["eval_exact"] == best.data.metrics["eval_exact"]}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"results.json", "eval_exact_by_sweep.png"}
+    table = json.loads(open(client.download_artifacts(parent.info.run_id, "results.json")).read())
+    assert len(table["data"]) == 4 and {"model.units", "data.n_out", "eval_exact", "status"} <= set(table["columns"])

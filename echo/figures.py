@@ -1,0 +1,49 @@
+"""The charts a run and a sweep log, as matplotlib figures built from plain arrays."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are only saved, never shown
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def learning_curves(epoch: np.ndarray, loss: np.ndarray, acc: np.ndarray):
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    left.plot(epoch, loss)
+    left.set(xlabel="epoch", ylabel="loss", title="training loss")
+    right.plot(epoch, acc)
+    right.set(xlabel="epoch", ylabel="acc", ylim=(0, 1.02), title="training accuracy")
+    return figure
+
+
+def position_accuracy(accuracy: Sequence[float]):
+    """Held-out accuracy of each echoed position, oldest value first."""
+    figure, axes = plt.subplots(figsize=(4.5, 3.2), constrained_layout=True)
+    positions = np.arange(1, len(accuracy) + 1)
+    axes.bar(positions, accuracy)
+    axes.set(xlabel="echoed position (1 = oldest)", ylabel="held-out accuracy", ylim=(0, 1.02), xticks=positions)
+    return figure
+
+
+def sweep_chart(results: pd.DataFrame, keys: Sequence[str], metric: str = "eval_exact"):
+    """`metric` of each job against the swept values: one line per value of the last key."""
+    figure, axes = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    keys = list(keys)
+    if not keys:
+        keys = ["run"]
+        results = results.assign(run=range(len(results)))
+    x_key, *series_keys = keys[0], *keys[1:]
+    groups = results.groupby(series_keys) if series_keys else [((), results)]
+    for label, group in groups:
+        group = group.sort_values(x_key)
+        name = ", ".join(f"{k}={v}" for k, v in zip(series_keys, np.atleast_1d(label)))
+        axes.plot(group[x_key], group[metric], marker="o", label=name or None)
+    axes.set(xlabel=x_key, ylabel=metric, ylim=(-0.02, 1.02), title=f"{metric} across the sweep")
+    if series_keys:
+        axes.legend(fontsize="small")
+    return figure
