@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
+from typing import Optional, TypeVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
 
 
 class ModelKind(str, Enum):
@@ -156,3 +159,18 @@ def flat_params(cfg: EchoConfig) -> dict[str, object]:
         return {prefix[:-1]: node}
 
     return walk(container, "")
+
+
+def parse_key_values(schema: type[T], argv: list[str]) -> T:
+    """`key=value` arguments (OmegaConf's form) checked against the dataclass `schema`; bad
+    ones raise BadRequest naming the key."""
+    from echo.errors import BadRequest
+
+    try:
+        given = OmegaConf.from_cli(argv)
+    except Exception as err:  # noqa: BLE001 - YAML's own errors, for values it cannot read
+        raise BadRequest(f"arguments {' '.join(argv)}: not key=value pairs ({str(err).splitlines()[0]})") from None
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), given))
+    except OmegaConfBaseException as err:
+        raise BadRequest(f"{getattr(err, 'full_key', '') or 'arguments'}: {str(err).splitlines()[0]}") from None

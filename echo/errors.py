@@ -21,3 +21,15 @@ class TrackingUnavailable(EchoError):
 
 class SweepFailed(EchoError):
     """Some jobs of a sweep failed; the others ran to the end."""
+
+
+class UnknownRun(EchoError):
+    """No run with that id, or it lacks what was asked of it."""
+
+    exit_code = 2
+
+
+class BadRequest(EchoError):
+    """Arguments to echo.predict or echo.report that cannot work."""
+
+    exit_code = 2

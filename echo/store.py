@@ -23,9 +23,9 @@ def tracking_uri() -> str:
 
 def without_credentials(uri: str) -> str:
     parts = urllib.parse.urlsplit(uri)
-    if parts.username or parts.password:
-        parts = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-    return urllib.parse.urlunsplit(parts)
+    if not (parts.username or parts.password):
+        return uri
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:

@@ -22,8 +22,8 @@ import pandas as pd
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
-from echo.errors import Interrupted
-from echo.store import PARENT_TAG, check_reachable, tracking_uri
+from echo.errors import Interrupted, UnknownRun
+from echo.store import PARENT_TAG, check_reachable, tracking_uri, without_credentials
 
 if TYPE_CHECKING:
     from echo.trainer import History
@@ -102,6 +102,30 @@ def finish_sweep(parent_run_id: str, swept_keys: list[str]) -> pd.DataFrame:
             status = RunStatus.FAILED
     client.set_terminated(parent_run_id, RunStatus.to_string(status))
     return results
+
+
+def runs_frame(experiment: Optional[str] = None, parent_run_id: Optional[str] = None) -> pd.DataFrame:
+    """An experiment's runs, or one sweep's jobs, as MLflow's table: params.*, metrics.*, tags.*.
+    Sweep parents are left out: they summarise runs, they are not runs of their own."""
+    uri = tracking_uri()
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    if parent_run_id:
+        try:
+            experiment_id = client.get_run(parent_run_id).info.experiment_id
+        except Exception:  # noqa: BLE001
+            raise UnknownRun(f"sweep={parent_run_id}: no such run in {without_credentials(uri)}") from None
+        query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    else:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise UnknownRun(f"experiment={experiment}: no such experiment in {without_credentials(uri)}")
+        experiment_id, query = found.experiment_id, ""
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs([experiment_id], filter_string=query, max_results=100000)
+    if "tags.echo.role" in runs:
+        runs = runs[runs["tags.echo.role"] != "sweep"]
+    return runs
 
 
 def _numeric(column: pd.Series) -> bool:
@@ -214,8 +238,22 @@ class RunLog:
 
 def run_config(run_id: str) -> str:
     """The resolved config YAML a run was started with."""
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        MlflowClient(uri).get_run(run_id)
+    except Exception:  # noqa: BLE001 - MLflow's error for a missing run depends on the store
+        raise UnknownRun(f"run_id={run_id}: no such run in {without_credentials(uri)}") from None
     return mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+
+
+def load_model(run_id: str):
+    """The Keras model a run logged, loaded in Keras' safe mode (no code from the artifact)."""
+    try:
+        return mlflow.keras.load_model(f"runs:/{run_id}/model", load_model_kwargs={"safe_mode": True})
+    except Exception as err:  # noqa: BLE001
+        raise UnknownRun(f"run_id={run_id}: no model logged ({str(err).splitlines()[0]})") from None
 
 
 def download_checkpoint(run_id: str) -> Path:

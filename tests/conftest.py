@@ -43,14 +43,15 @@ def run_cli(
     python_flags: list[str] = (),
     env: dict[str, str] | None = None,
     timeout: int = 900,
+    module: str = "echo.train",
 ) -> subprocess.CompletedProcess:
-    """Run `python -m echo.train ARGS` in `cwd` as a user would."""
+    """Run `python -m MODULE ARGS` (echo.train unless told) in `cwd` as a user would."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return subprocess.run(
-        [sys.executable, *python_flags, "-m", "echo.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *python_flags, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
