@@ -209,24 +209,40 @@ class RunLog:
         plt.close(figure)
 
     def log_model(self, model, input_example) -> None:
-        """Log the Keras model with the signature `input_example` shows, so that both
-        mlflow.keras.load_model and mlflow.pyfunc.load_model take it. (The example itself is
-        not stored: MLflow's Keras flavor, 3.17 and 3.18, writes it before making the folder
-        it goes in, and fails.)"""
+        """Log the Keras model as the run's MLflow model `model`, with a signature and an input
+        example, so that mlflow.keras.load_model and mlflow.pyfunc.load_model both take it.
+
+        Saved first and logged second, rather than by mlflow.keras.log_model: with an input
+        example that writes the example before making the folder it goes in, and fails (MLflow
+        3.17 and 3.18)."""
         import keras
         import tensorflow as tf
+        from mlflow.entities import LoggedModelStatus
         from mlflow.models import infer_signature
 
+        logged = None
         try:
-            signature = infer_signature(input_example, model.predict(input_example, verbose=0, batch_size=len(input_example)))
-            # Naming the requirements spares MLflow from re-importing TensorFlow to infer them.
-            mlflow.keras.log_model(
-                model,
-                name="model",
-                signature=signature,
-                pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-            )
+            output = model.predict(input_example, verbose=0, batch_size=len(input_example))
+            logged = mlflow.initialize_logged_model(name="model", source_run_id=self.run_id)
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp) / "model"
+                folder.mkdir()
+                mlflow.keras.save_model(
+                    model,
+                    str(folder),
+                    signature=infer_signature(input_example, output),
+                    input_example=input_example,
+                    # Naming the requirements spares MLflow from re-importing TensorFlow.
+                    pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+                )
+                self.client.log_model_artifacts(logged.model_id, str(folder))
+            mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
         except Exception as err:  # noqa: BLE001
+            if logged is not None:
+                try:
+                    mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+                except Exception:  # noqa: BLE001, S110 - the store is failing already
+                    pass
             model.save(self._keep("the model", err) / "model.keras")
 
     def log_checkpoint(self, folder: Path) -> None:
