@@ -212,3 +212,14 @@ def test_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
         assert run.info.status == "FINISHED"
         assert {"eval_acc", "eval_exact", "train_seconds", "loss", "acc"} <= set(run.data.metrics)
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 4
+
+
+def test_a_model_mlflow_cannot_take_is_kept(tracking_uri, tmp_path):
+    from echo.models import build_model
+
+    cfg = compose_config(TINY)
+    model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
+    with tracking.start_run("kept", None, {}, "", tmp_path / "unlogged") as run:
+        run.log_model(model, input_example="not windows")  # any failure of the logging
+    kept = keras.saving.load_model(tmp_path / "unlogged" / "model.keras", safe_mode=True)
+    assert [w.shape for w in kept.get_weights()] == [w.shape for w in model.get_weights()]
