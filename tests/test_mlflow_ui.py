@@ -86,12 +86,18 @@ def test_runs_metrics_and_echoes_show_in_the_ui(tracking_uri, mlflow_ui, tmp_pat
         page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}{view}")
         expect(page.get_by_text("eval_exact").first).to_be_visible(timeout=60_000)
         expect(page.get_by_text("train_seconds").first).to_be_visible()
+        page.screenshot(path=str(tmp_path / "mlflow-run.png"))  # it shows local paths: not for docs/
 
         page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}/artifacts/echoes.json{view}")
         expect(page.get_by_text("expected", exact=True).first).to_be_visible(timeout=60_000)
         echoes = json.loads(Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text())
         expect(page.get_by_text(echoes["data"][0][0], exact=True).first).to_be_visible()
+        # From the table's header down: the line above it shows where the store lives.
+        header = page.get_by_text("window", exact=True).first.bounding_box()
+        table = {"x": header["x"] - 16, "y": header["y"] - 12, "width": 560, "height": 200}
         for folder in shots:
-            page.screenshot(path=str(folder / "mlflow-echoes.png"))
+            page.screenshot(path=str(folder / "mlflow-echoes.png"), clip=table)
         browser.close()
-    assert (tmp_path / "mlflow-echoes.png").stat().st_size > 10_000
+    png = (tmp_path / "mlflow-echoes.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (560, 200)  # the clip
