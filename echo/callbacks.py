@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from echo.config import EchoConfig, to_echo_config
+from echo.config import to_echo_config
 from echo.store import check_reachable, tracking_uri
 
 FAILED_MARKER = "FAILED"  # what a failed job leaves in its output folder, with the reason
@@ -37,18 +37,16 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         return
     check_reachable(tracking_uri())
     overrides = OverridesParser.create().parse_overrides(args.overrides)
-    # A sweep over explicit values can be checked job by job; other sweepers (Optuna, say)
-    # draw their values as they go, so only the first composition is checked.
-    jobs = BasicSweeper.split_arguments(overrides, None)[0] if args.multirun else [args.overrides]
-    configs: list[EchoConfig] = []
+    if not args.multirun:
+        jobs = [args.overrides]
+    elif all(o.is_discrete_sweep() or not o.is_sweep_override() for o in overrides):
+        jobs = BasicSweeper.split_arguments(overrides, None)[0]  # every job, as Hydra will run them
+    else:
+        # A sweeper that draws from intervals (Optuna, say) picks values as it goes: check what
+        # is fixed, and leave the drawn values to each job's own check.
+        jobs = [[o.input_line for o in overrides if not o.is_sweep_override()]]
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        for job in jobs:
-            try:
-                configs.append(to_echo_config(compose(args.config_name or "config", overrides=job)))
-            except Exception:
-                if args.multirun and any(o.is_sweep_override() and not o.is_discrete_sweep() for o in overrides):
-                    break
-                raise
+        configs = [to_echo_config(compose(args.config_name or "config", overrides=job)) for job in jobs]
     if args.multirun:
         from echo import tracking
 

@@ -19,8 +19,9 @@ import pandas as pd
 
 from echo.config import parse_key_values
 from echo.errors import BadRequest, EchoError
+from echo import tracking
 
-METRICS = ["eval_acc", "eval_exact", "epochs_to_target", "train_seconds"]
+METRICS = list(tracking.RESULT_METRICS)
 
 
 @dataclass
@@ -49,8 +50,6 @@ def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 def main(argv: list[str]) -> pd.DataFrame:
     request = parse_key_values(ReportConfig, argv)
-    from echo import tracking
-
     runs = tracking.runs_frame(request.experiment, request.sweep)
     if runs.empty:
         raise BadRequest("no runs to report")

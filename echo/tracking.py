@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAILURE_TAG = "echo.failure"
-# MLflow 3's UI opens an experiment with this tag in its model-training view, not the GenAI one.
+# MLflow 3's mark of a model-training experiment, as opposed to a GenAI one. (The 3.17 UI still
+# opens on its GenAI / Model training switch; ?workflowType=machine_learning in the URL sets it.)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-# The summary a sweep's parent run shows for each job.
+# What a sweep's summary and echo.report show of each run.
 RESULT_METRICS = ("eval_acc", "eval_exact", "epochs_to_target", "train_seconds")
 
 

@@ -124,8 +124,8 @@ def train(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     output_dir = Path(output_dir or tempfile.mkdtemp(prefix="echo-"))
     # Importing TensorFlow and MLflow makes millions of long-lived objects: collecting garbage
-    # while they load costs about a second, and so does walking them again at every later
-    # collection and at exit. Load them with the collector off, then move them out of its sight.
+    # while they load is slow, and so is walking them again at every later collection and at
+    # exit. Load them with the collector off, then move them out of its sight.
     gc.disable()
     import keras
     import tensorflow as tf
@@ -298,5 +298,5 @@ def exit_with(err: EchoError) -> None:
 
 if __name__ == "__main__":
     cli()
-    # TensorFlow leaves a vast object graph behind; walking it at exit takes a second.
+    # TensorFlow leaves a vast object graph behind; collecting it at exit is slow and pointless.
     gc.freeze()
