@@ -8,6 +8,7 @@ before TensorFlow or MLflow are imported and before any run exists.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Optional, TypeVar
@@ -94,31 +95,32 @@ def windows_per_sequence(data: DataConfig) -> int:
     return data.length - data.n_in + 1
 
 
+# The least value each count may take.
+MINIMUMS = {
+    "data.n_unique": 2,
+    "data.n_out": 1,
+    "model.units": 1,
+    "trainer.epochs": 1,
+    "trainer.batch_size": 1,
+    "trainer.eval_sequences": 1,
+    "trainer.sample_echoes": 0,
+    "trainer.log_every": 1,
+}
+
+
 def validate(cfg: EchoConfig) -> EchoConfig:
     """Raise ConfigError for the first rule `cfg` breaks; return it unchanged otherwise."""
+    for key, least in MINIMUMS.items():
+        value = attrgetter(key)(cfg)
+        if value < least:
+            raise ConfigError(key, value, f"must be >= {least}")
     d, m, t = cfg.data, cfg.model, cfg.trainer
-    if d.n_unique < 2:
-        raise ConfigError("data.n_unique", d.n_unique, "must be >= 2")
-    if d.n_out < 1:
-        raise ConfigError("data.n_out", d.n_out, "must be >= 1")
     if d.n_out > d.n_in:
         raise ConfigError("data.n_out", d.n_out, f"must be <= data.n_in ({d.n_in})")
     if d.n_in > d.length:
         raise ConfigError("data.n_in", d.n_in, f"must be <= data.length ({d.length})")
-    if m.units < 1:
-        raise ConfigError("model.units", m.units, "must be >= 1")
-    if t.epochs < 1:
-        raise ConfigError("trainer.epochs", t.epochs, "must be >= 1")
-    if t.batch_size < 1:
-        raise ConfigError("trainer.batch_size", t.batch_size, "must be >= 1")
     if not t.learning_rate > 0 or not math.isfinite(t.learning_rate):
         raise ConfigError("trainer.learning_rate", t.learning_rate, "must be a finite number > 0")
-    if t.eval_sequences < 1:
-        raise ConfigError("trainer.eval_sequences", t.eval_sequences, "must be >= 1")
-    if t.sample_echoes < 0:
-        raise ConfigError("trainer.sample_echoes", t.sample_echoes, "must be >= 0")
-    if t.log_every < 1:
-        raise ConfigError("trainer.log_every", t.log_every, "must be >= 1")
     if t.target_exact is not None and not 0 < t.target_exact <= 1:
         raise ConfigError("trainer.target_exact", t.target_exact, "must be in (0, 1], or null")
     windows = windows_per_sequence(d)
