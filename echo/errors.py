@@ -1,5 +1,8 @@
 """Failures worth one line to the user rather than a traceback, each with its exit code."""
 
+import sys
+from typing import Callable
+
 
 class EchoError(Exception):
     exit_code = 1
@@ -33,3 +36,16 @@ class BadRequest(EchoError):
     """Arguments to echo.predict or echo.report that cannot work."""
 
     exit_code = 2
+
+
+def exit_with(err: EchoError) -> None:
+    print(f"echo: {err}", file=sys.stderr)
+    sys.exit(err.exit_code)
+
+
+def run_command(main: Callable[[list[str]], object]) -> None:
+    """Run a command's `main(argv)`, its EchoErrors as one line and their exit code."""
+    try:
+        main(sys.argv[1:])
+    except EchoError as err:
+        exit_with(err)

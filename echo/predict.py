@@ -11,14 +11,13 @@ are OmegaConf's key=value form, checked against a typed schema.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from typing import List, Optional
 
 from omegaconf import MISSING, OmegaConf
 
 from echo.config import EchoConfig, parse_key_values, to_echo_config
-from echo.errors import BadRequest, EchoError
+from echo.errors import BadRequest, run_command
 
 
 @dataclass
@@ -92,13 +91,5 @@ def main(argv: list[str]) -> None:
         print(json.dumps(echo))
 
 
-def cli() -> None:
-    try:
-        main(sys.argv[1:])
-    except EchoError as err:
-        print(f"echo: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-
-
 if __name__ == "__main__":
-    cli()
+    run_command(main)

@@ -11,14 +11,13 @@ then the shortest training).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Optional
 
 import pandas as pd
 
 from echo.config import parse_key_values
-from echo.errors import BadRequest, EchoError
+from echo.errors import BadRequest, run_command
 from echo import tracking
 
 METRICS = list(tracking.RESULT_METRICS)
@@ -66,13 +65,5 @@ def main(argv: list[str]) -> pd.DataFrame:
     return table
 
 
-def cli() -> None:
-    try:
-        main(sys.argv[1:])
-    except EchoError as err:
-        print(f"echo: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-
-
 if __name__ == "__main__":
-    cli()
+    run_command(main)

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from echo.config import ConfigError, EchoConfig, flat_params, to_echo_config
-from echo.errors import EchoError, Interrupted, RunFailed, SweepFailed
+from echo.errors import EchoError, Interrupted, RunFailed, SweepFailed, exit_with
 from echo.store import PARENT_TAG
 from echo.callbacks import FAILED_MARKER, EchoCallback, preflight, sweep_parent
 
@@ -289,11 +289,6 @@ def cli() -> None:
         sys.exit(2)
     except EchoError as err:
         exit_with(err)
-
-
-def exit_with(err: EchoError) -> None:
-    print(f"echo: {err}", file=sys.stderr)
-    sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":
