@@ -22,6 +22,14 @@ T = TypeVar("T")
 class ModelKind(str, Enum):
     seq2seq = "seq2seq"  # the tutorial's first program: one output per input step
     encdec = "encdec"  # the tutorial's second program: encoder, RepeatVector, decoder
+    attention = "attention"  # encdec whose decoder also attends over the encoder's outputs
+    one_to_one = "one_to_one"  # the whole window as one timestep's features, the echo as one vector
+    many_to_one = "many_to_one"  # one value per timestep in, the echo as one output vector
+
+
+class Representation(str, Enum):
+    one_hot = "one_hot"  # the tutorial's: n_unique features in, softmax over n_unique out
+    linear = "linear"  # values scaled to 0..1, a regression head with MSE, rounded back
 
 
 class Optimizer(str, Enum):
@@ -38,11 +46,15 @@ class DataConfig:
     length: int = MISSING  # values per random sequence; one sequence per epoch
     n_in: int = MISSING  # window length fed to the model
     n_out: int = MISSING  # how many of the window's OLDEST values to echo
+    # Keep the n_in - 1 windows at each sequence's start that the tutorial drops, with the
+    # missing values set to PAD and masked: every value of a sequence starts a window.
+    pad_incomplete: bool = MISSING
 
 
 @dataclass
 class ModelConfig:
     kind: ModelKind = MISSING
+    representation: Representation = MISSING
     units: int = MISSING
     stateful: bool = MISSING
     # Unrolling the few timesteps lets XLA fuse them: same maths, several times faster here.
@@ -90,7 +102,14 @@ class ConfigError(ValueError):
         super().__init__(f"{key}={value}: {rule}")
 
 
+# The value padded windows hold where the sequence has not started yet (the tutorial suggests
+# -1): outside 0..n_unique-1, so it can never be mistaken for data.
+PAD = -1
+
+
 def windows_per_sequence(data: DataConfig) -> int:
+    if data.pad_incomplete:
+        return data.length  # 25
     # Framing drops the n_in - 1 rows the shift leaves incomplete: 25 - 5 + 1 = 21.
     return data.length - data.n_in + 1
 
@@ -128,8 +147,8 @@ def validate(cfg: EchoConfig) -> EchoConfig:
         raise ConfigError(
             "trainer.batch_size",
             t.batch_size,
-            f"must divide the {windows} windows per sequence for a stateful model "
-            f"(data.length - data.n_in + 1), so that state resets fall between batches",
+            f"must divide the {windows} windows per sequence for a stateful model, "
+            f"so that state resets fall between batches",
         )
     if windows % t.batch_size and t.batch_size % windows:
         raise ConfigError(

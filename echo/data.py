@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from echo.config import DataConfig
+from echo.config import PAD, DataConfig
 
 # Independent random streams drawn from one seed, so that held-out data never overlaps training
 # data and a change of trainer.epochs does not change what is evaluated.
@@ -37,18 +37,24 @@ def one_hot_decode(encoded: np.ndarray) -> np.ndarray:
     return np.asarray(encoded).argmax(axis=-1)
 
 
-def frame_windows(sequences: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+def frame_windows(sequences: np.ndarray, n_in: int, n_out: int, pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Frame sequences [..., length] as X [..., windows, n_in] and y [..., windows, n_out].
 
     Window t is values t..t+n_in-1, oldest first; y is the oldest n_out of them. The tutorial's
     pandas framing drops the rows its shift leaves incomplete, so windows = length - n_in + 1.
+    With `pad`, those rows stay, their missing values set to PAD: one window ends at each
+    value, so windows = length.
     """
-    windows = sliding_window_view(np.asarray(sequences), n_in, axis=-1)
+    sequences = np.asarray(sequences)
+    if pad:
+        widths = [(0, 0)] * (sequences.ndim - 1) + [(n_in - 1, 0)]
+        sequences = np.pad(sequences, widths, constant_values=PAD)
+    windows = sliding_window_view(sequences, n_in, axis=-1)
     return windows, windows[..., :n_out]
 
 
 def sample_windows(rng: np.random.Generator, count: int, data: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """`count` fresh sequences framed as X [count, windows, n_in], y [count, windows, n_out]."""
-    X, y = frame_windows(generate_sequences(rng, count, data), data.n_in, data.n_out)
+    X, y = frame_windows(generate_sequences(rng, count, data), data.n_in, data.n_out, data.pad_incomplete)
     # Contiguous copies: the views share memory with the sequences and cannot be reshaped.
     return np.ascontiguousarray(X), np.ascontiguousarray(y)

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from echo.models import state_variables
+from echo.config import PAD
+from echo.models import Readout, state_variables
 
 
 def reset_states(model: keras.Model) -> None:
@@ -24,8 +25,8 @@ class Predictor:
     batch: a stateful model runs its fixed batch size, a stateless one takes all at once.
     """
 
-    def __init__(self, model: keras.Model, jit_compile: bool = True):
-        self.model = model
+    def __init__(self, model: keras.Model, readout: Readout, jit_compile: bool = True):
+        self.model, self.readout = model, readout
         self.states = state_variables(model)
         self.batch_size = model.inputs[0].shape[0] if self.states else None
         self._predict = tf.function(self._predict_batches, jit_compile=jit_compile)
@@ -36,8 +37,7 @@ class Predictor:
         for i in tf.range(n):
             for variable in self.states:
                 variable.assign(variable * keep[i])
-            probabilities = self.model(batches[i], training=False)
-            echoes = echoes.write(i, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
+            echoes = echoes.write(i, self.readout.decode(self.model(batches[i], training=False)))
         return echoes.stack()
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
@@ -59,10 +59,16 @@ class Scores:
 
 
 def score(expected: np.ndarray, echoed: np.ndarray) -> Scores:
-    right = expected == echoed
-    per_window = right.reshape(-1, right.shape[-1])
+    """Scores of echoes [..., n_out] against what they should be. Positions whose expected
+    value is PAD (padded windows) are not scored, nor windows with nothing to echo."""
+    n_out = expected.shape[-1]
+    expected, echoed = expected.reshape(-1, n_out), echoed.reshape(-1, n_out)
+    real = expected != PAD
+    right = (expected == echoed) & real
+    scored = real.any(axis=-1)
+    exact = (right == real).all(axis=-1)
     return Scores(
-        eval_acc=float(per_window.mean()),
-        eval_exact=float(per_window.all(axis=-1).mean()),
-        position_acc=tuple(float(a) for a in per_window.mean(axis=0)),
+        eval_acc=float(right.sum() / real.sum()),
+        eval_exact=float(exact[scored].mean()),
+        position_acc=tuple(float(a) for a in right.sum(axis=0) / np.maximum(real.sum(axis=0), 1)),
     )

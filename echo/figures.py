@@ -47,3 +47,19 @@ def sweep_chart(results: pd.DataFrame, keys: Sequence[str], metric: str = "eval_
     if series_keys:
         axes.legend(fontsize="small")
     return figure
+
+
+def preset_comparison(runs: pd.DataFrame, presets: Sequence[str]):
+    """Per preset, each seed's held-out exact echoes and its training time (a dot per run, a bar
+    for the mean): skill and cost side by side."""
+    figure, (skill, cost) = plt.subplots(1, 2, figsize=(8, 3.2), constrained_layout=True)
+    positions = np.arange(len(presets))
+    for axes, metric, label in ((skill, "eval_exact", "held-out exact echoes"), (cost, "train_seconds", "training seconds")):
+        values = [runs.loc[runs["preset"] == preset, metric].to_numpy(dtype=float) for preset in presets]
+        axes.bar(positions, [v.mean() if len(v) else np.nan for v in values], color="#c6d7ea")
+        for x, v in zip(positions, values):
+            axes.plot(np.full(len(v), x), v, "o", color="#1f4e79", markersize=4)
+        axes.set(ylabel=label, xticks=positions)
+        axes.set_xticklabels(presets, rotation=20, ha="right")
+    skill.set_ylim(0, 1.02)
+    return figure

@@ -59,17 +59,19 @@ def echo_sequences(model, cfg: EchoConfig, sequences: list[list[int]]) -> list[l
 
     from echo.data import frame_windows
     from echo.evaluation import Predictor
+    from echo.models import readout_for
 
     echoes = []
-    predict = Predictor(model, jit_compile=False)
+    predict = Predictor(model, readout_for(cfg.model, cfg.data), jit_compile=False)
     batch_size = predict.batch_size or 1
     for sequence in sequences:
-        X, _ = frame_windows(np.asarray(sequence, dtype=np.int32), cfg.data.n_in, cfg.data.n_out)
+        X, _ = frame_windows(np.asarray(sequence, dtype=np.int32), cfg.data.n_in, cfg.data.n_out, cfg.data.pad_incomplete)
+        windows = len(X)
         # A stateful model takes whole batches: pad the windows at the end, where the padding
         # cannot reach the real windows' state, and drop its echoes.
         padded = -(-len(X) // batch_size) * batch_size
         X = np.concatenate([X, np.zeros((padded - len(X), X.shape[1]), X.dtype)])
-        echoes.extend(predict(X[None])[0, : len(sequence) - cfg.data.n_in + 1].tolist())
+        echoes.extend(predict(X[None])[0, :windows].tolist())
     return echoes
 
 

@@ -8,6 +8,7 @@ where.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import shutil
@@ -102,6 +103,27 @@ def finish_sweep(parent_run_id: str, swept_keys: list[str]) -> pd.DataFrame:
             status = RunStatus.FAILED
     client.set_terminated(parent_run_id, RunStatus.to_string(status))
     return results
+
+
+def find_sweep(experiment: str, sweep_dir: str) -> Optional[str]:
+    """The parent run of the sweep Hydra ran into `sweep_dir`, if it started."""
+    client = MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`echo.role` = 'sweep' and tags.`echo.hydra_sweep_dir` = '{sweep_dir}'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def run_span(run_id: str) -> tuple[datetime.datetime, Optional[float]]:
+    """When a run started, and how many minutes it lasted (None while it runs)."""
+    info = MlflowClient(tracking_uri()).get_run(run_id).info
+    minutes = (info.end_time - info.start_time) / 60000 if info.end_time else None
+    return datetime.datetime.fromtimestamp(info.start_time / 1000), minutes
 
 
 def runs_frame(experiment: Optional[str] = None, parent_run_id: Optional[str] = None) -> pd.DataFrame:

@@ -132,7 +132,7 @@ def train(
 
     from echo import data, figures, tracking
     from echo.evaluation import Predictor, score
-    from echo.models import build_model
+    from echo.models import build_model, readout_for
     from echo.trainer import Diverged, Trainer
 
     gc.freeze()
@@ -154,7 +154,8 @@ def train(
         keras.utils.set_random_seed(cfg.trainer.seed)
         tf.config.experimental.enable_op_determinism()
         model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
-        trainer = Trainer(model, cfg.data, cfg.trainer)
+        readout = readout_for(cfg.model, cfg.data)
+        trainer = Trainer(model, readout, cfg.data, cfg.trainer)
         if cfg.trainer.resume:
             train_rng, start_epoch = trainer.load_checkpoint(tracking.download_checkpoint(cfg.trainer.resume))
             log.info("resuming run %s at epoch %d", cfg.trainer.resume, start_epoch)
@@ -174,13 +175,14 @@ def train(
                 f"continue it with: python -m echo.train trainer.resume={run.run_id}"
             )
 
-        echoed = Predictor(model, cfg.trainer.jit_compile)(X_test)
+        echoed = Predictor(model, readout, cfg.trainer.jit_compile)(X_test)
         scores = score(y_test, echoed)
         metrics = {
             "eval_acc": scores.eval_acc,
             "eval_exact": scores.eval_exact,
             "train_seconds": fit.train_seconds,
             "epochs_trained": float(fit.epochs),
+            "parameters": float(model.count_params()),
         }
         if fit.epochs_to_target is not None:
             metrics["epochs_to_target"] = float(fit.epochs_to_target)

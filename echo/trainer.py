@@ -21,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 from echo import data as echo_data
-from echo.config import DataConfig, TrainerConfig, windows_per_sequence
+from echo.config import PAD, DataConfig, TrainerConfig, windows_per_sequence
 from echo.evaluation import Predictor, reset_states, score
-from echo.models import state_variables
+from echo.models import Readout, state_variables
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
 
 
 class Trainer:
-    def __init__(self, model: keras.Model, data: DataConfig, trainer: TrainerConfig):
-        self.model, self.data, self.cfg = model, data, trainer
+    def __init__(self, model: keras.Model, readout: Readout, data: DataConfig, trainer: TrainerConfig):
+        self.model, self.readout, self.data, self.cfg = model, readout, data, trainer
         self.schedule = Schedule(windows_per_sequence(data), trainer.batch_size)
         self.optimizer = make_optimizer(trainer)
         self.optimizer.build(model.trainable_variables)
@@ -104,13 +104,16 @@ class Trainer:
         for i in tf.range(n_steps):
             for variable in self.states:  # keep = 0 at the start of each sequence
                 variable.assign(variable * keep[i])
+            # Padded windows' PAD targets are not values to echo: they weigh nothing.
+            real = tf.cast(targets[i] != PAD, tf.float32)
+            n_real = tf.maximum(tf.reduce_sum(real), 1.0)
             with tf.GradientTape() as tape:
-                probabilities = self.model(batches[i], training=True)
-                loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(targets[i], probabilities))
+                outputs = self.model(batches[i], training=True)
+                loss = tf.reduce_sum(self.readout.losses(targets[i], outputs) * real) / n_real
             self.optimizer.apply(tape.gradient(loss, weights), weights)
-            echoed = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            right = tf.cast(self.readout.decode(outputs) == targets[i], tf.float32)
             losses = losses.write(i, loss)
-            accs = accs.write(i, tf.reduce_mean(tf.cast(echoed == targets[i], tf.float32)))
+            accs = accs.write(i, tf.reduce_sum(right * real) / n_real)
         return losses.stack(), accs.stack()
 
     def _batches(self, X: np.ndarray, y: np.ndarray, n_steps: int):
@@ -145,7 +148,7 @@ class Trainer:
             log.info("training %d epochs: a batch of %d spans %d whole sequences", total, cfg.batch_size, per_record)
         per_call = min(schedule.epochs_per_call(cfg.log_every), total)
         steps_per_call = per_call // per_record * schedule.steps_per_record
-        predictor = Predictor(self.model, cfg.jit_compile) if cfg.target_exact is not None else None
+        predictor = Predictor(self.model, self.readout, cfg.jit_compile) if cfg.target_exact is not None else None
 
         records: list[History] = []
         done, epochs_to_target, interrupted = start_epoch, None, False

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from echo import data
-from echo.config import DataConfig
+from echo.config import PAD, DataConfig
 
 
 def tutorial_to_supervised(encoded: np.ndarray, n_in: int, n_out: int):
@@ -34,12 +34,28 @@ def test_framing_equals_tutorial_pandas_framing(seed):
 
 
 def test_tutorial_shapes_and_oldest_values_as_target():
-    cfg = DataConfig(n_unique=100, length=25, n_in=5, n_out=2)
+    cfg = DataConfig(n_unique=100, length=25, n_in=5, n_out=2, pad_incomplete=False)
     X, y = data.sample_windows(np.random.default_rng(0), 3, cfg)
     assert X.shape == (3, 21, 5) and y.shape == (3, 21, 2)
     np.testing.assert_array_equal(y, X[..., :2])
     # Consecutive windows of one sequence overlap by n_in - 1 values.
     np.testing.assert_array_equal(X[:, 1:, :-1], X[:, :-1, 1:])
+
+
+def test_padded_framing_keeps_the_rows_the_tutorial_drops():
+    cfg = DataConfig(n_unique=100, length=25, n_in=5, n_out=2, pad_incomplete=True)
+    X, y = data.sample_windows(np.random.default_rng(0), 3, cfg)
+    assert X.shape == (3, 25, 5) and y.shape == (3, 25, 2)
+    # One window ends at each value: the first holds only the sequence's first value...
+    np.testing.assert_array_equal(X[:, 0, :4], PAD)
+    sequences = data.generate_sequences(np.random.default_rng(0), 3, cfg)
+    np.testing.assert_array_equal(X[:, :, -1], sequences)  # window t ends at value t
+    # ...and the last 21 are the tutorial's windows.
+    unpadded = DataConfig(n_unique=100, length=25, n_in=5, n_out=2, pad_incomplete=False)
+    X_tutorial, y_tutorial = data.sample_windows(np.random.default_rng(0), 3, unpadded)
+    np.testing.assert_array_equal(X[:, 4:], X_tutorial)
+    np.testing.assert_array_equal(y[:, 4:], y_tutorial)
+    np.testing.assert_array_equal(y, X[..., :2])
 
 
 def test_one_hot_round_trip():
@@ -50,7 +66,7 @@ def test_one_hot_round_trip():
 
 
 def test_sequences_do_not_depend_on_how_they_are_drawn():
-    cfg = DataConfig(n_unique=100, length=25, n_in=5, n_out=5)
+    cfg = DataConfig(n_unique=100, length=25, n_in=5, n_out=5, pad_incomplete=False)
     at_once = data.generate_sequences(np.random.default_rng(7), 10, cfg)
     rng = np.random.default_rng(7)
     in_parts = np.concatenate([data.generate_sequences(rng, n, cfg) for n in (3, 3, 4)])
@@ -59,7 +75,7 @@ def test_sequences_do_not_depend_on_how_they_are_drawn():
 
 
 def test_streams_are_seeded_and_independent():
-    cfg = DataConfig(n_unique=100, length=25, n_in=5, n_out=5)
+    cfg = DataConfig(n_unique=100, length=25, n_in=5, n_out=5, pad_incomplete=False)
     first, second = data.streams(3), data.streams(3)
     draws = {name: data.generate_sequences(rng, 4, cfg) for name, rng in first.items()}
     for name, rng in second.items():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from echo import data
-from echo.config import windows_per_sequence
+from echo.config import PAD, windows_per_sequence
 from echo.evaluation import Predictor, reset_states, score
-from echo.models import build_model, state_variables
+from echo.models import build_model, readout_for, state_variables
 from echo.trainer import Schedule, Trainer
 
 from conftest import TINY, compose_config
@@ -35,7 +35,7 @@ def test_compiled_loop_matches_the_tutorials_loop(model_name, jit):
     reference = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     reference.set_weights(ours.get_weights())
 
-    trainer = Trainer(ours, cfg.data, cfg.trainer)
+    trainer = Trainer(ours, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer)
     fit = trainer.fit(np.random.default_rng(1))
     tutorial_loop(reference, cfg, np.random.default_rng(1))
 
@@ -51,7 +51,7 @@ def test_state_is_reset_exactly_at_sequence_boundaries():
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     X, _ = data.sample_windows(np.random.default_rng(0), 3, cfg.data)
-    predict = Predictor(model, jit_compile=False)
+    predict = Predictor(model, readout_for(cfg.model, cfg.data), jit_compile=False)
     # What a sequence is echoed as does not depend on the sequences before it...
     together = predict(X)
     alone = np.concatenate([predict(X[i : i + 1]) for i in range(3)])
@@ -78,7 +78,7 @@ def test_stateless_batches_spanning_sequences():
     cfg = compose_config([*TINY, "model.stateful=false", "trainer.batch_size=12", "trainer.epochs=7"])
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, None)
-    trainer = Trainer(model, cfg.data, cfg.trainer)
+    trainer = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer)
     fit = trainer.fit(np.random.default_rng(0))
     # 12 windows = 2 sequences per update; 7 epochs round up to 8 = 4 updates, one record each.
     assert fit.epochs == 8 and int(trainer.optimizer.iterations.numpy()) == 4
@@ -92,7 +92,7 @@ def test_target_exact_stops_training_early():
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     validation = data.sample_windows(np.random.default_rng(5), 50, cfg.data)
-    fit = Trainer(model, cfg.data, cfg.trainer).fit(np.random.default_rng(0), validation)
+    fit = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(np.random.default_rng(0), validation)
     # Over 300 windows of 2 values in 0..9 at least one is echoed right by chance early on; the
     # first check after 4 epochs must already stop it.
     assert fit.epochs_to_target == 4 == fit.epochs
@@ -103,9 +103,9 @@ def test_training_learns_the_tiny_echo():
     cfg = compose_config([*TINY, "trainer.epochs=400", "trainer.log_every=100", "trainer.learning_rate=0.02", "model.units=16"])
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
-    fit = Trainer(model, cfg.data, cfg.trainer).fit(np.random.default_rng(0))
+    fit = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(np.random.default_rng(0))
     X, y = data.sample_windows(np.random.default_rng(9), 20, cfg.data)
-    scores = score(y, Predictor(model, jit_compile=False)(X))
+    scores = score(y, Predictor(model, readout_for(cfg.model, cfg.data), jit_compile=False)(X))
     assert fit.history.loss[-1] < fit.history.loss[0]
     assert scores.eval_acc > 0.9, scores
 
@@ -115,3 +115,29 @@ def test_score_counts_values_and_whole_windows():
     echoed = np.array([[[1, 2], [3, 5]]])
     scores = score(expected, echoed)
     assert scores.eval_acc == 0.75 and scores.eval_exact == 0.5 and scores.position_acc == (1.0, 0.5)
+
+
+def test_padded_positions_are_not_scored():
+    expected = np.array([[[PAD, PAD], [PAD, 4], [5, 6]]])
+    echoed = np.array([[[0, 0], [9, 4], [5, 7]]])
+    scores = score(expected, echoed)
+    # Three real values, two right; the all-PAD window is not a window to echo.
+    assert scores.eval_acc == pytest.approx(2 / 3) and scores.eval_exact == 0.5
+    assert scores.position_acc == (1.0, 0.5)
+
+
+def test_padded_targets_weigh_nothing_in_training():
+    """Training a masked model on padded windows moves the weights exactly as training it on the
+    real targets alone would: PAD targets add neither loss nor gradient."""
+    cfg = compose_config([*TINY, "data.pad_incomplete=true", "model.stateful=false", "trainer.batch_size=8", "trainer.epochs=1", "trainer.log_every=1"])
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg.model, cfg.data, None)
+    trainer = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer)
+    X, y = data.sample_windows(np.random.default_rng(3), 1, cfg.data)
+    X, y = X[0], y[0]
+    real = y != PAD
+    assert (~real).any() and real.any()
+    with_pad = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(np.maximum(y, 0), model(X)))
+    expected_loss = with_pad[real].mean()
+    loss, _ = trainer._train_steps(X[None], y[None], np.zeros(1, np.float32), 1)
+    assert float(loss.numpy()[0]) == pytest.approx(float(expected_loss), rel=1e-5)
