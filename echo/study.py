@@ -14,7 +14,6 @@ and an answer whose every figure comes from that table.
 from __future__ import annotations
 
 import datetime
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from echo.config import parse_key_values
 from echo.errors import BadRequest, EchoError, run_command
 
 REPO = Path(__file__).resolve().parent.parent
-METRICS = ("eval_acc", "eval_exact", "epochs_to_target", "train_seconds", "parameters")
+METRICS = ("eval_acc", "eval_exact", "epochs_to_target", "epochs_trained", "train_seconds", "parameters")
 TARGET = 0.999  # the exact-echo target of the presets that train to one
 
 
@@ -148,19 +147,22 @@ def answer_masked(s: Stats) -> str:
 
 
 def answer_longer(s: Stats) -> str:
-    short, longer = "encdec_fast", "longer"
+    presets = (("encdec_fast", "2 of 5"), ("longer", "5 of 10"), ("longest", "10 of 15"))
+    parts = [
+        f"echoing {what} values with {s.mean(p, 'units'):.0f} units ({s.mean(p, 'parameters'):,.0f} weights), "
+        f"it {_to_target(s, p)}, for {s.pct(p)} held-out exact echoes"
+        for p, what in presets
+    ]
+    failed = [what for p, what in presets if s.reached(p) < s.count(p)]
     return (
-        f"Echoing the oldest 5 of 10 values instead of 2 of 5, the encoder-decoder with "
-        f"{s.mean(longer, 'units'):.0f} units ({s.mean(longer, 'parameters'):,.0f} weights) {_to_target(s, longer)}; "
-        f"with {s.mean(short, 'units'):.0f} units ({s.mean(short, 'parameters'):,.0f} weights) the short echo "
-        f"{_to_target(s, short)}. That is "
-        f"{_times(s.mean(longer, 'epochs_to_target'), s.mean(short, 'epochs_to_target'))} the sequences and "
-        f"{_times(s.mean(longer, 'train_seconds'), s.mean(short, 'train_seconds'))} the training time, for "
-        f"{s.pct(longer)} held-out exact echoes against {s.pct(short)}."
+        "With the encoder-decoder (RepeatVector) in encdec_fast's regime: "
+        + "; ".join(parts)
+        + ". "
         + (
-            " As the tutorial expects, a longer echo takes more units and more epochs."
-            if s.mean(longer, "epochs_to_target") > s.mean(short, "epochs_to_target")
-            else ""
+            f"A longer echo takes more units and more epochs, as the tutorial expects, and at {failed[0]} values "
+            f"the budget of {s.of('longest')['epochs_trained'].max():,.0f} sequences is not enough."
+            if failed
+            else "A longer echo takes more units and more epochs, as the tutorial expects."
         )
     )
 
@@ -209,13 +211,14 @@ def answer_topologies(s: Stats) -> str:
 
 
 def answer_attention(s: Stats) -> str:
-    base, attention = "longer", "attention"
+    base, attention = "longest", "attention"
     return (
-        f"On the longer echo (5 of 10 values), the decoder that attends over the encoder's outputs "
-        f"{_to_target(s, attention)}; RepeatVector alone {_to_target(s, base)}. Attention needed "
-        f"{_times(s.mean(attention, 'epochs_to_target'), s.mean(base, 'epochs_to_target'))} the sequences, with "
-        f"{s.mean(attention, 'parameters'):,.0f} weights against {s.mean(base, 'parameters'):,.0f}, and echoes "
-        f"{s.pct(attention)} of held-out windows exactly against {s.pct(base)}."
+        f"On the longest echo (10 of 15 values), the decoder that attends over the encoder's outputs "
+        f"{_to_target(s, attention)}, and echoes {s.pct(attention)} of held-out windows exactly. "
+        f"RepeatVector alone, with the same units and budget, {_to_target(s, base)}, and echoes "
+        f"{s.pct(base)} exactly. Attention adds {s.mean(attention, 'parameters') - s.mean(base, 'parameters'):,.0f} "
+        f"weights to {s.mean(base, 'parameters'):,.0f}: the decoder no longer has to read the whole window "
+        f"from one vector."
     )
 
 
@@ -245,7 +248,7 @@ QUESTIONS = (
         "longer",
         "3. Echoing longer sequences",
         "Echo more values with the encoder-decoder: how many units and epochs does it take?",
-        ("encdec_fast", "longer"),
+        ("encdec_fast", "longer", "longest"),
         answer_longer,
     ),
     Question(
@@ -265,8 +268,8 @@ QUESTIONS = (
     Question(
         "attention",
         "Beyond the tutorial: attention",
-        "Does a decoder that attends over the encoder's outputs hold up on longer echoes?",
-        ("longer", "attention"),
+        "Does a decoder that attends over the encoder's outputs hold up on long echoes, where RepeatVector fails?",
+        ("longest", "attention"),
         answer_attention,
     ),
 )
@@ -333,6 +336,8 @@ def collect(parent_run_id: str) -> pd.DataFrame:
             "preset": runs["tags.mlflow.runName"],
             "seed": pd.to_numeric(runs["params.trainer.seed"]),
             "units": pd.to_numeric(runs["params.model.units"]),
+            "cpu_count": runs.get("tags.echo.cpu_count"),
+            "gpus": runs.get("tags.echo.gpus"),
             "status": runs["status"],
             **{m: pd.to_numeric(runs.get(f"metrics.{m}", pd.Series(np.nan, index=runs.index))) for m in METRICS},
         }
@@ -348,6 +353,15 @@ def _spread(values: pd.Series, digits: int, percent: bool = False) -> str:
     mean, std = scale * values.mean(), scale * (values.std(ddof=1) if len(values) > 1 else 0.0)
     unit = "%" if percent else ""
     return f"{mean:,.{digits}f} ± {std:,.{digits}f}{unit}"
+
+
+def _machine(runs: pd.DataFrame) -> str:
+    """The machine the runs' own tags say they ran on."""
+    cores, gpus = runs["cpu_count"].dropna().unique(), runs["gpus"].dropna().unique()
+    if len(cores) != 1 or len(gpus) != 1:
+        return "several machines"
+    gpu = "no GPU" if gpus[0] == "0" else f"{gpus[0]} GPU(s)"
+    return f"{cores[0]} CPU cores and {gpu}"
 
 
 def question_table(s: Stats, question: Question) -> str:
@@ -376,18 +390,18 @@ def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig)
     finished = runs[runs["status"] == "FINISHED"]
     s = Stats(finished)
     failed = runs[runs["status"] != "FINISHED"]
-    started, minutes = tracking.run_span(parent_run_id)
+    experiment, started, minutes = tracking.run_span(parent_run_id)
     lines = [
         "# What the tutorial left open, measured",
         "",
         "Generated by `python -m echo.study`; do not edit by hand. Regenerate the whole study with that",
         f"command, or only this document from its runs with `python -m echo.study sweep={parent_run_id}`.",
         "",
-        f"- Run on {started:%Y-%m-%d}, on a machine with {os.cpu_count()} CPU cores and no GPU"
+        f"- Run on {started:%Y-%m-%d}, on a machine with {_machine(runs)}"
         + (f"; the sweep took {minutes:.0f} minutes." if minutes is not None else "."),
         f"- {len(runs)} runs: {len(runs['preset'].unique())} presets of `experiments/` x seeds "
         f"{', '.join(str(int(x)) for x in sorted(runs['seed'].unique()))}, one after another in one process "
-        f"(MLflow experiment `{request.experiment}`, sweep run `{parent_run_id}`).",
+        f"(MLflow experiment `{experiment}`, sweep run `{parent_run_id}`).",
         "- Held-out scores come from fresh sequences no run trained on: `eval_acc` counts echoed values, "
         "`eval_exact` whole windows. Tables give mean ± standard deviation over the seeds; "
         "`epochs_to_target` is the sequences trained until 99.9% of validation windows were echoed "

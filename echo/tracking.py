@@ -119,11 +119,13 @@ def find_sweep(experiment: str, sweep_dir: str) -> Optional[str]:
     return runs[0].info.run_id if runs else None
 
 
-def run_span(run_id: str) -> tuple[datetime.datetime, Optional[float]]:
-    """When a run started, and how many minutes it lasted (None while it runs)."""
-    info = MlflowClient(tracking_uri()).get_run(run_id).info
+def run_span(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
+    """A run's experiment, when it started, and how many minutes it lasted (None while it runs)."""
+    client = MlflowClient(tracking_uri())
+    info = client.get_run(run_id).info
     minutes = (info.end_time - info.start_time) / 60000 if info.end_time else None
-    return datetime.datetime.fromtimestamp(info.start_time / 1000), minutes
+    experiment = client.get_experiment(info.experiment_id).name
+    return experiment, datetime.datetime.fromtimestamp(info.start_time / 1000), minutes
 
 
 def runs_frame(experiment: Optional[str] = None, parent_run_id: Optional[str] = None) -> pd.DataFrame:

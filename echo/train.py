@@ -96,12 +96,17 @@ def provenance_tags(cfg: EchoConfig, output_dir: Path) -> dict[str, str]:
     """What a user needs to find a run and trust it: what ran, from which code, with what."""
     from importlib.metadata import version
 
+    import tensorflow as tf  # loaded by now
+
     tags = {
         "echo.model_kind": cfg.model.kind.value,
         "echo.command": " ".join(["python -m echo.train", *sys.argv[1:]])[:5000],
         "echo.output_dir": str(output_dir),
         "echo.data_seed": str(cfg.trainer.seed),
         "echo.weight_seed": str(cfg.trainer.seed),
+        # Timings mean little without the machine they were taken on.
+        "echo.cpu_count": str(os.cpu_count()),
+        "echo.gpus": str(len(tf.config.list_physical_devices("GPU"))),
     }
     for package in ("echo", "tensorflow", "keras", "mlflow", "hydra-core", "numpy"):
         tags[f"echo.version.{package}"] = version(package)
