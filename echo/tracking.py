@@ -224,13 +224,10 @@ class RunLog:
             echoes.to_csv(self._keep("the echoes table", err) / "echoes.csv", index=False)
 
     def log_figure(self, figure, name: str) -> None:
-        import matplotlib.pyplot as plt
-
         try:
             mlflow.log_figure(figure, name)
         except Exception as err:  # noqa: BLE001
             figure.savefig(self._keep(f"the figure {name}", err) / name)
-        plt.close(figure)
 
     def log_model(self, model, input_example) -> None:
         """Log the Keras model as the run's MLflow model `model`, with a signature and an input
@@ -240,13 +237,19 @@ class RunLog:
         example that writes the example before making the folder it goes in, and fails (MLflow
         3.17 and 3.18)."""
         import keras
+        import numpy as np
         import tensorflow as tf
         from mlflow.entities import LoggedModelStatus
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        def spec(tensor):  # any number of rows, whatever batch size a stateful model was built for
+            return Schema([TensorSpec(np.dtype(tensor.dtype), (-1, *tensor.shape[1:]))])
 
         logged = None
         try:
-            output = model.predict(input_example, verbose=0, batch_size=len(input_example))
+            # From the model's shapes: inferring it from a prediction would cost a traced call.
+            signature = ModelSignature(inputs=spec(model.inputs[0]), outputs=spec(model.outputs[0]))
             logged = mlflow.initialize_logged_model(name="model", source_run_id=self.run_id)
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp) / "model"
@@ -254,7 +257,7 @@ class RunLog:
                 mlflow.keras.save_model(
                     model,
                     str(folder),
-                    signature=infer_signature(input_example, output),
+                    signature=signature,
                     input_example=input_example,
                     # Naming the requirements spares MLflow from re-importing TensorFlow.
                     pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],

@@ -63,6 +63,21 @@ def echoes_table(X, expected, echoed, count: int):
     )
 
 
+@contextmanager
+def absent(*modules: str) -> Iterator[None]:
+    """Inside the block, importing `modules` fails as if they were not installed, unless they
+    are loaded already (in a notebook, say). For libraries that use them only if they can."""
+    blocked = [name for name in modules if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # the import system's mark for "cannot be imported"
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
 class StopRequests:
     """SIGINT and SIGTERM (Ctrl-C, schedulers, Ray) ask training to stop at the next boundary
     between compiled calls, where a checkpoint is exact. A second Ctrl-C stops at once."""
@@ -126,6 +141,13 @@ def train(
     `tags` are added to the run's own (a sweep's parent, say). Raises RunFailed when the loss
     diverges, Interrupted when a signal stops training.
     """
+    # Keras and MLflow import these whenever they are installed, for scikit-learn wrappers, image
+    # galleries and notebook checks: a second or two of every run's start, for nothing echo uses.
+    with absent("sklearn", "matplotlib.pyplot", "IPython"):
+        return _train(cfg, config_yaml, output_dir, tags)
+
+
+def _train(cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dict[str, str] | None) -> dict[str, float]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     output_dir = Path(output_dir or tempfile.mkdtemp(prefix="echo-"))
     # Importing TensorFlow and MLflow makes millions of long-lived objects: collecting garbage

@@ -7,7 +7,7 @@ from omegaconf.errors import ValidationError
 from echo.config import ConfigError, ModelKind, flat_params, validate
 from echo.train import CONF_DIR
 
-from conftest import compose_config, run_cli
+from conftest import TINY, compose_config, run_cli
 
 
 def test_defaults_are_the_tutorials_first_program():
@@ -109,3 +109,21 @@ def test_cli_answers_without_importing_tensorflow_or_mlflow(tmp_path, args, retu
     imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "omegaconf" in imported  # the import log was read
     assert not imported & {"tensorflow", "keras", "mlflow"}
+
+
+def test_a_run_loads_neither_scikit_learn_nor_pyplot_nor_ipython(tmp_path):
+    """Keras and MLflow would import them all: a second or two of each run's start, for nothing
+    echo uses."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(TINY, tmp_path, uri, python_flags=["-X", "importtime"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    microseconds: dict[str, int] = {}
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            _, cumulative, name = line.split("|")
+            if cumulative.strip().isdigit():
+                microseconds[name.strip()] = max(int(cumulative), microseconds.get(name.strip(), 0))
+    assert microseconds["keras"] > 100_000 and "mlflow" in microseconds  # the import log was read
+    # A refused import still leaves a line of a few microseconds; loading one takes far longer.
+    for name in ("sklearn", "matplotlib.pyplot", "IPython"):
+        assert microseconds.get(name, 0) < 1000, (name, microseconds[name])
