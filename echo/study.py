@@ -3,7 +3,7 @@
     python -m echo.study                          # every preset, seeds 1..3; writes experiments/RESULTS.md
     python -m echo.study seeds=5 'presets=[tutorial_seq2seq,stateless]'
     python -m echo.study sweep=PARENT_RUN_ID      # rewrite the document from a finished study
-    python -m echo.study seeds=1 'overrides=[trainer.epochs=3]' output=/tmp/RESULTS.md   # a dry run
+    python -m echo.study seeds=1 'overrides=[trainer.epochs=3]' output=dry_run.md   # a dry run
 
 It runs the presets of experiments/ as ONE multirun of echo.train (`experiment=... trainer.seed=...`),
 one job after another so that their training times compare, then reads the runs back from
