@@ -124,7 +124,7 @@ def answer_linear(s: Stats) -> str:
         f"{s.pct(linear, 'eval_acc')} of values against {s.pct(base, 'eval_acc')}. It has "
         f"{_times(s.mean(linear, 'parameters'), s.mean(base, 'parameters'))} the weights "
         f"({s.mean(linear, 'parameters'):,.0f} against {s.mean(base, 'parameters'):,.0f}), but rounding a "
-        f"regression back to one of {100} integers leaves a margin of 0.5/99 per value: "
+        f"regression back to one of 100 integers leaves a margin of 0.5/99 per value: "
         + (
             "within this budget it does not reach the one-hot model's skill."
             if s.mean(linear, "eval_exact") < s.mean(base, "eval_exact") - 0.01
