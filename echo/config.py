@@ -100,6 +100,11 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, value: object, rule: str):
         super().__init__(f"{key}={value}: {rule}")
+        self.key, self.value, self.rule = key, value, rule
+
+    def __reduce__(self):
+        # Pickled as it was made: Ray sends a job's exception back to the launching process.
+        return ConfigError, (self.key, self.value, self.rule)
 
 
 # The value padded windows hold where the sequence has not started yet (the tutorial suggests

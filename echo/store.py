@@ -21,6 +21,14 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def anchored(uri: str) -> str:
+    """`uri` with a relative sqlite path (echo's default store) made absolute, for processes
+    that start in another directory: a Ray worker starts in the Ray runtime's, not the sweep's."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
+    return uri
+
+
 def without_credentials(uri: str) -> str:
     parts = urllib.parse.urlsplit(uri)
     if not (parts.username or parts.password):

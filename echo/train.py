@@ -247,37 +247,49 @@ def resumed_config(cfg: EchoConfig) -> tuple[EchoConfig, str]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
-    echo_cfg = to_echo_config(cfg)
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    if echo_cfg.trainer.resume:
-        echo_cfg, config_yaml = resumed_config(echo_cfg)
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
+        echo_cfg, config_yaml = job_config(cfg)
         try:
             return train(echo_cfg, config_yaml, output_dir)["eval_exact"]
         except EchoError as err:
             exit_with(err)  # here, before Hydra adds a line of its own
-    tags = {}
-    parent = sweep_parent()
-    if parent:
-        parent_run_id, keys = parent
-        tags[PARENT_TAG] = parent_run_id
-        swept = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") in keys]
-        if echo_cfg.mlflow.run_name is None and swept:
-            tags["mlflow.runName"] = ",".join(swept)  # the run's name says what it varied
     # In a sweep one failed job must not stop the others: record why it failed, where the
-    # sweep's end (echo.callbacks) will find it, and give sweepers a NaN objective.
+    # sweep's end (echo.callbacks) will find it, and give sweepers a NaN objective. That
+    # includes a config error, since a sweeper that draws values (Optuna) is checked per job.
     try:
+        echo_cfg, config_yaml = job_config(cfg)
+        # A launcher's worker (joblib's, Ray's) has its own command line: name the one that
+        # reruns this job alone instead.
+        tags = {"echo.command": " ".join(["python -m echo.train", *hydra_cfg.overrides.task])[:5000]}
+        parent = sweep_parent()
+        if parent:
+            parent_run_id, keys = parent
+            tags[PARENT_TAG] = parent_run_id
+            swept = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") in keys]
+            if echo_cfg.mlflow.run_name is None and swept:
+                tags["mlflow.runName"] = ",".join(swept)  # the run's name says what it varied
         return train(echo_cfg, config_yaml, output_dir, tags)["eval_exact"]
     except Interrupted as err:
         exit_with(err)  # the user stopped the sweep, not one job
     except Exception as err:  # noqa: BLE001 - any failure of one job
-        log.exception("job failed")
+        if isinstance(err, ConfigError):
+            log.error("job refused: %s", err)
+        else:
+            log.exception("job failed")
         overrides = ",".join(hydra_cfg.overrides.task)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         (output_dir / FAILED_MARKER).write_text(f"#{hydra_cfg.job.num} {overrides}: {reason}\n")
         return float("nan")
+
+
+def job_config(cfg: DictConfig) -> tuple[EchoConfig, str]:
+    """The validated config of this job and its YAML; a resumed run's own, when resuming."""
+    echo_cfg = to_echo_config(cfg)
+    if echo_cfg.trainer.resume:
+        return resumed_config(echo_cfg)
+    return echo_cfg, OmegaConf.to_yaml(cfg, resolve=True)
 
 
 def one_line(err: BaseException) -> str:

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from echo import train as echo_train
 
-from conftest import TINY, compose_config
+from conftest import TINY, compose_config, free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Where the README's screenshot comes from: ECHO_SCREENSHOT_DIR=docs python -m pytest -k ui
@@ -25,12 +24,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,0 +1,306 @@
+"""Scaling out, for real: every launcher and sweeper that can run on this machine sweeps tiny
+jobs, and the runs are read back from MLflow. A Ray runtime, `mlflow server` and PostgreSQL are
+started here on 127.0.0.1 and stopped by the ids of the processes these tests started."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from echo.callbacks import RAY_LOOPBACK_ENV, SWEEP_ENV
+
+from conftest import TINY, compose_config, free_port, run_cli
+
+pytestmark = pytest.mark.slow
+
+# Two jobs that differ in what they vary; no model, to keep each job short.
+SWEEP = [*TINY, "model.units=4,6", "mlflow.log_model=false"]
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone since the listing
+        children.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+@contextmanager
+def background(argv: list[str], log: Path, ready, timeout: float = 90, **popen) -> Iterator[subprocess.Popen]:
+    """Run `argv` until the block ends, once `ready()` is true. Then stop it with SIGTERM, and
+    SIGKILL whatever it started that outlives it: only processes started here are signalled."""
+    with open(log, "w") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **popen)
+    started = []
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, f"{argv[:4]} exited {process.returncode}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{argv[:4]} not ready in {timeout} s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield process
+    finally:
+        started = descendants(process.pid)
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def mlflow_server(backend_uri: str, folder: Path) -> Iterator[str]:
+    """A tracking server on loopback that stores runs in `backend_uri` and serves artifacts
+    from `folder` by proxy, so that clients upload through it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+        "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    with background(argv, folder / "mlflow-server.log", lambda: answers(url + "/health"), cwd=folder):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[dict[str, str]]:
+    """A Ray runtime on 127.0.0.1 with token authentication, as `ray start --head` makes it.
+
+    Started without the tests' tracking URI or sweep variables, from a folder of its own, so
+    that whatever the jobs get comes from echo. Its dashboard and client ports are free ones,
+    so a Ray runtime already on this machine (on 8265, 10001) is neither joined nor disturbed.
+    Yields the environment a sweep needs to join it, and the address."""
+    folder = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths must fit 107 bytes
+    token = secrets.token_hex(16)
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", SWEEP_ENV)}
+    env.update(auth, **{RAY_LOOPBACK_ENV: "0"})
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+        "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+        "--include-dashboard", "false", "--dashboard-port", str(free_port()),
+        "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+        "--temp-dir", str(folder / "tmp"), "--disable-usage-stats",
+    ]
+    log = folder / "head.log"
+    try:
+        with background(argv, log, lambda: "Ray runtime started" in log.read_text(), cwd=folder, env=env):
+            yield {"address": f"127.0.0.1:{port}", **auth}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_tree(client: MlflowClient, experiment: str = "echo"):
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("echo.role") == "sweep"]
+    return parent, [r for r in runs if r is not parent]
+
+
+def assert_sweep_recorded(client: MlflowClient, jobs: int = 2, swept: str = "model.units"):
+    """One parent, `jobs` finished children under it with their curves, scores and config,
+    named by what they varied, and the parent's results table."""
+    parent, children = sweep_tree(client)
+    assert parent.info.status == "FINISHED" and len(children) == jobs
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name.startswith(f"{swept}=") or f",{swept}=" in run.info.run_name
+        assert {"eval_acc", "eval_exact", "train_seconds"} <= set(run.data.metrics)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [0, 1, 2, 3]
+        assert run.data.tags["echo.command"].startswith("python -m echo.train data.n_unique=10")
+        config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
+        assert f"units: {run.data.params['model.units']}" in config
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, "results.json")).read_text())
+    assert len(table["data"]) == jobs and swept in table["columns"]
+    assert parent.data.tags["echo.best_run_id"] in {r.info.run_id for r in children}
+    return parent, children
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]],
+    ids=["joblib", "submitit_local"],
+)
+def test_local_launchers_sweep_into_one_store(tmp_path, launcher):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli(["-m", *launcher, *SWEEP], tmp_path, uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, children = assert_sweep_recorded(MlflowClient(uri))
+    assert sorted(r.data.params["model.units"] for r in children) == ["4", "6"]
+
+
+def test_slurm_preset_extends_submitit_slurm(tmp_path):
+    """No SLURM here: what can be checked is that conf/hydra/launcher/slurm.yaml composes onto
+    the plugin's config and gives the jobs' TensorFlow the CPUs SLURM gives them."""
+    result = run_cli(["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=4", "--cfg", "hydra", "--resolve"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in result.stdout
+    assert "- export TF_NUM_INTRAOP_THREADS=4" in result.stdout and "timeout_min: 60" in result.stdout
+
+
+def test_ray_sweep_lands_in_a_tracking_server_with_its_artifacts(ray_head, tmp_path):
+    store = tmp_path / "server"
+    store.mkdir()
+    with mlflow_server(f"sqlite:///{store / 'mlflow.db'}", store) as url:
+        launcher = ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head['address']}"]
+        result = run_cli(["-m", *launcher, *SWEEP], tmp_path, url, env=ray_head)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Connected to Ray cluster" in result.stderr  # joined the head, did not start one
+
+        client = MlflowClient(url)
+        parent, children = assert_sweep_recorded(client)
+        # Jobs ran in Ray's workers, each job in its own folder under the sweep's.
+        sweep_dir = Path(parent.data.tags["echo.hydra_sweep_dir"])
+        assert {Path(r.data.tags["echo.output_dir"]).parent for r in children} == {sweep_dir}
+        assert sweep_dir.is_relative_to(tmp_path)
+        # Artifacts went up through the server, into its folder; no client wrote there itself.
+        for run in children:
+            assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+            echoes = json.loads(Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text())
+            assert echoes["columns"] == ["window", "expected", "echoed", "right"] and len(echoes["data"]) == 4
+        uploaded = {p.name for p in (store / "artifacts").rglob("*") if p.is_file()}
+        assert {"echoes.json", "config.yaml", "learning_curves.png", "results.json"} <= uploaded
+    assert not (tmp_path / "mlflow.db").exists()  # nothing fell back to a local store
+
+
+def test_ray_sweep_on_the_default_store_lands_where_it_was_launched(ray_head, tmp_path):
+    # No MLFLOW_TRACKING_URI: echo's default, sqlite:///mlflow.db, relative to where the sweep
+    # was launched, while Ray's workers start in the head's folder.
+    launcher = ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head['address']}"]
+    result = run_cli(["-m", *launcher, *SWEEP], tmp_path, env=ray_head)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_sweep_recorded(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert len(list(tmp_path.glob("multirun/*/*/[01]/train.log"))) == 2
+
+
+def test_optuna_search_preset_runs_trials_as_one_sweep(tmp_path):
+    """experiments/search_encdec.yaml, shrunk: 3 trials drawn by Optuna (units from the command
+    line, batch size and learning rate from the preset's space), in memory."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tiny = [o for o in TINY if not o.startswith(("model.units=", "trainer.batch_size="))]
+    args = ["-m", "experiment=search_encdec", *tiny, "model.units=choice(4,8)", "hydra.sweeper.n_trials=3", "mlflow.log_model=false"]
+    result = run_cli(args, tmp_path, uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(uri)
+    parent, children = sweep_tree(client)
+    assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
+    drawn = [r.data.params for r in children]
+    assert {p["trainer.batch_size"] for p in drawn} <= {"42", "84", "168"} and {p["model.units"] for p in drawn} <= {"4", "8"}
+    assert all(0.003 <= float(p["trainer.learning_rate"]) <= 0.1 for p in drawn)
+    assert len({p["trainer.learning_rate"] for p in drawn}) == 3  # each trial drew its own
+    for run in children:  # named by the values Optuna drew
+        assert set(run.info.run_name.split(",")) == {
+            f"{key}={run.data.params[key]}" for key in ("model.units", "trainer.batch_size", "trainer.learning_rate")
+        }
+    best = max(r.data.metrics["eval_exact"] for r in children)
+    assert parent.data.metrics["best_eval_exact"] == best
+    # Optuna's own summary agrees with the parent run's.
+    (results,) = Path(parent.data.tags["echo.hydra_sweep_dir"]).glob("optimization_results.yaml")
+    assert f"best_value: {best}" in results.read_text()
+
+
+def test_search_preset_composes_as_its_first_trial_would():
+    cfg = compose_config(["experiment=search_encdec"])
+    assert (cfg.model.kind.value, cfg.model.stateful, cfg.trainer.target_exact, cfg.trainer.epochs) == ("encdec", False, None, 2400)
+
+
+def postgres_bin() -> Path | None:
+    """Where PostgreSQL's server programs are: on PATH, or Debian's versioned folder."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    return Path(folders[-1]) if folders else None
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port, its socket in its own
+    folder; yields the URI of an empty database. initdb refuses to run as root, so as root the
+    cluster runs as the `postgres` user that Debian's package creates."""
+    bin_dir = postgres_bin()
+    if bin_dir is None or not (bin_dir / "pg_ctl").exists():
+        pytest.skip("PostgreSQL's server programs (initdb, pg_ctl) are not installed; .ci/run installs Debian's postgresql")
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, and there is no `postgres` user to run PostgreSQL as (initdb refuses root)")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    folder = Path(tempfile.mkdtemp(prefix="pg-"))
+    if as_user:
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+    data, port = folder / "data", free_port()
+
+    def pg(*argv: str) -> None:
+        done = subprocess.run([*as_user, *argv], capture_output=True, text=True, cwd=folder)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    try:
+        pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "echo", "-A", "trust", "--no-sync", "-E", "UTF8")
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "postgres.log"), "-w", "start")
+        try:
+            pg(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "echo", "mlflow")
+            yield f"postgresql://echo@127.0.0.1:{port}/mlflow"
+        finally:
+            pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")  # this cluster only
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_tracking_server_on_postgresql_takes_a_sweep(postgres, tmp_path):
+    with mlflow_server(postgres, tmp_path) as url:
+        result = run_cli(["-m", *SWEEP], tmp_path, url)
+        assert result.returncode == 0, result.stderr[-3000:]
+        client = MlflowClient(url)
+        _, children = assert_sweep_recorded(client)
+        for run in children:
+            echoes = json.loads(Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text())
+            assert len(echoes["data"]) == 4
+    # The runs are in PostgreSQL itself, not only as the server saw them.
+    import sqlalchemy
+
+    with sqlalchemy.create_engine(postgres).connect() as db:
+        assert db.execute(sqlalchemy.text("select count(*) from runs")).scalar() == 3
