@@ -1,14 +1,16 @@
-"""An 8-job sweep run one job after another and with Hydra's joblib launcher, side by side,
+"""8-job sweeps run one job after another and with Hydra's joblib launcher, side by side,
 written into the READMEs.
 
-    python benchmarks/parallel_sweep.py               # 3 repeats of each way (about 15 minutes here)
+    python benchmarks/parallel_sweep.py               # 3 repeats of each (about 15 minutes here)
     python benchmarks/parallel_sweep.py --repeats 1 --no-write
 
-The sweep is the encdec_fast preset over 8 seeds, as a check of how much its result depends on
-the seed would run. Each way runs as its own `python -m echo.train -m ...` process, the ways
-interleaved within each repeat so that load on this shared machine falls on all of them alike;
-the table shows medians of the whole sweep's wall time. Beside echo's joblib defaults (one job
-per core, one TensorFlow thread per job) it runs the alternatives they were chosen over.
+Two sweeps: the tutorial's first program over units x batch size (small stateful batches, where
+one job leaves a core idle), and the encdec_fast preset over 8 seeds (larger batches, which
+TensorFlow already spreads over every core). Each way runs as its own `python -m echo.train -m`
+process, interleaved within each repeat so that load on this shared machine falls on all of
+them alike; the table shows medians of the whole sweep's wall time. Beside echo's joblib
+defaults (one job per core, one TensorFlow thread per job) it runs TensorFlow's own thread
+defaults, the alternative they were chosen over.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from pathlib import Path
 from run import ROOT, write_block
 
 HERE = Path(__file__).resolve().parent
-SWEEP = ["experiment=encdec_fast", "trainer.seed=1,2,3,4,5,6,7,8"]
+SWEEPS = {
+    "tutorial_seq2seq, units x batch size": ["experiment=tutorial_seq2seq", "model.units=10,20,40,80", "trainer.batch_size=7,21"],
+    "encdec_fast, 8 seeds": ["experiment=encdec_fast", "trainer.seed=1,2,3,4,5,6,7,8"],
+}
 JOBS = 8
 # TensorFlow reads these when its runtime starts; 0 means its own default (one thread per core).
 TF_DEFAULT_THREADS = {"TF_NUM_INTRAOP_THREADS": "0", "TF_NUM_INTEROP_THREADS": "0"}
@@ -37,19 +42,20 @@ WAYS = [
     ("one job after another (Hydra's basic launcher)", [], {}),
     ("`hydra/launcher=joblib` (echo's defaults)", ["hydra/launcher=joblib"], {}),
     ("joblib, TensorFlow's default threads", ["hydra/launcher=joblib"], TF_DEFAULT_THREADS),
-    ("joblib, `hydra.launcher.n_jobs=4`", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"], {}),
 ]
-SEQUENTIAL, DEFAULT = WAYS[0][0], WAYS[1][0]
+# Every (sweep, way) pair, timed.
+CASES = [(sweep, index) for sweep in SWEEPS for index in range(len(WAYS))]
 
 
-def experiment(index: int) -> str:
-    return f"bench_sweep_{index}"
+def experiment(case: int) -> str:
+    return f"bench_sweep_{case}"
 
 
-def run_sweep(index: int, workdir: Path, tracking_uri: str) -> float:
+def run_sweep(case: int, workdir: Path, tracking_uri: str) -> float:
+    sweep, index = CASES[case]
     name, args, env = WAYS[index]
     env = {**os.environ, **env, "MLFLOW_TRACKING_URI": tracking_uri}
-    argv = [sys.executable, "-m", "echo.train", "-m", *SWEEP, *args, f"mlflow.experiment={experiment(index)}"]
+    argv = [sys.executable, "-m", "echo.train", "-m", *SWEEPS[sweep], *args, f"mlflow.experiment={experiment(case)}"]
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -58,12 +64,12 @@ def run_sweep(index: int, workdir: Path, tracking_uri: str) -> float:
     return seconds
 
 
-def sweep_results(tracking_uri: str, index: int) -> dict[str, float]:
+def sweep_results(tracking_uri: str, case: int) -> dict[str, float]:
     """What the sweeps computed, to show that each way trained the same jobs to the same end."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment(index))
+    found = client.get_experiment_by_name(experiment(case))
     runs = [r for r in client.search_runs([found.experiment_id], max_results=1000) if r.data.tags.get("echo.role") != "sweep"]
     finished = [r for r in runs if r.info.status == "FINISHED"]
     return {
@@ -74,16 +80,16 @@ def sweep_results(tracking_uri: str, index: int) -> dict[str, float]:
 
 
 def table(times: dict[int, list[float]], results: dict[int, dict], repeats: int) -> str:
-    base = statistics.median(times[0])
     lines = [
-        f"| sweep of {JOBS} jobs | wall time (s) | speed-up over one after another | jobs finished, all repeats | median eval_exact |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| sweep of {JOBS} jobs | launcher | wall time (s) | speed-up over one after another | jobs finished, all repeats | median eval_exact |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for index, (name, _, _) in enumerate(WAYS):
-        median = statistics.median(times[index])
-        r = results[index]
+    for case, (sweep, index) in enumerate(CASES):
+        base = statistics.median(times[CASES.index((sweep, 0))])
+        median = statistics.median(times[case])
+        r = results[case]
         lines.append(
-            f"| {name} | {median:.1f} | {base / median:.2f}x | {r['finished']}/{JOBS * repeats} | {r['eval_exact']:.4f} |"
+            f"| {sweep} | {WAYS[index][0]} | {median:.1f} | {base / median:.2f}x | {r['finished']}/{JOBS * repeats} | {r['eval_exact']:.4f} |"
         )
     return "\n".join(lines)
 
@@ -94,26 +100,29 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print the table, leave the READMEs alone")
     args = parser.parse_args()
 
-    times: dict[int, list[float]] = {index: [] for index in range(len(WAYS))}
+    times: dict[int, list[float]] = {case: [] for case in range(len(CASES))}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
         # Create the store first: its one-off schema set-up is not what is being timed.
         subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient({tracking_uri!r}).search_experiments()"], check=True, capture_output=True)
         for repeat in range(args.repeats):
-            for index, (name, _, _) in enumerate(WAYS):
-                times[index].append(run_sweep(index, workdir, tracking_uri))
-                print(f"repeat {repeat + 1}/{args.repeats}  {name}: {times[index][-1]:.1f} s", flush=True)
-        results = {index: sweep_results(tracking_uri, index) for index in range(len(WAYS))}
+            for case, (sweep, index) in enumerate(CASES):
+                times[case].append(run_sweep(case, workdir, tracking_uri))
+                print(f"repeat {repeat + 1}/{args.repeats}  {sweep}, {WAYS[index][0]}: {times[case][-1]:.1f} s", flush=True)
+        results = {case: sweep_results(tracking_uri, case) for case in range(len(CASES))}
 
-    ratio = statistics.median(times[0]) / statistics.median(times[1])
+    ratios = [
+        f"{statistics.median(times[CASES.index((sweep, 0))]) / statistics.median(times[CASES.index((sweep, 1))]):.2f}x for {sweep}"
+        for sweep in SWEEPS
+    ]
+    commands = "; ".join(f"`python -m echo.train -m {' '.join(argv)}`" for argv in SWEEPS.values())
     text = (
         f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores ({platform.machine()}, Python {platform.python_version()}), "
-        f"medians of {args.repeats} repeats, by `python benchmarks/parallel_sweep.py`: "
-        f"`python -m echo.train -m {' '.join(SWEEP)}`, each way as its own process.\n\n"
+        f"medians of {args.repeats} repeats, by `python benchmarks/parallel_sweep.py`: {commands}; each way as its own process.\n\n"
         f"{table(times, results, args.repeats)}\n\n"
-        f"With `hydra/launcher=joblib` the sweep ran {ratio:.2f}x as fast as one job after another "
-        f"({statistics.median(times[1]):.1f} s against {statistics.median(times[0]):.1f} s; above 1 is faster)."
+        f"With echo's joblib defaults the sweeps ran {' and '.join(ratios)} as fast as one job after another "
+        f"(above 1 is faster)."
     )
     print(text)
     if not args.no_write:

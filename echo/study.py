@@ -435,7 +435,7 @@ def main(argv: list[str]) -> Path:
     parent = request.sweep
     if parent is None:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        parent = run_sweep(request, Path("multirun") / f"study_{stamp}")
+        parent = run_sweep(request, Path("multirun").resolve() / f"study_{stamp}")
     output = write_document(collect(parent), parent, request)
     print(f"echo.study: wrote {output}")
     return output
