@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from echo.config import to_echo_config
+from echo.errors import BadRequest
 from echo.store import anchored, check_reachable, tracking_uri
 
 FAILED_MARKER = "FAILED"  # what a failed job leaves in its output folder, with the reason
@@ -39,6 +40,9 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     TrackingUnavailable; then, for a sweep, make the tracking store and the jobs' experiments.
     Commands that only show something pass through."""
     args = get_args_parser().parse_args(argv)
+    modes = [f"--{name}" for name in ("run", "multirun", "cfg", "info", "shell_completion") if getattr(args, name, None)]
+    if len(modes) > 1:  # Hydra would refuse this with a traceback
+        raise BadRequest(f"{' and '.join(modes)}: give only one of --run, --multirun, --cfg, --info, --shell-completion")
     if any(getattr(args, name, None) for name in ONLY_SHOWS):
         return
     check_reachable(tracking_uri())
