@@ -26,6 +26,7 @@ from typing import Iterator
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra._internal.utils import get_args_parser
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -310,6 +311,30 @@ def one_line(err: BaseException) -> str:
     return " ".join(lines[:2])
 
 
+def app_help(overrides: list[str]) -> str:
+    """What `--help` shows: echo's config groups with their options, and the config composed
+    from `overrides`.
+
+    Hydra's own help also walks every group of every installed Hydra plugin (launchers,
+    sweepers, their samplers), over a second with the scale extra; `--hydra-help` still shows
+    Hydra's."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        config = OmegaConf.to_yaml(compose("config", overrides=overrides))
+        loader = GlobalHydra.instance().config_loader()
+        groups = [g for g in sorted(loader.list_groups("")) if g != "hydra"]
+        options = "\n".join(f"  {group}: {', '.join(loader.get_group_options(group))}" for group in groups)
+    usage = "\n\n".join(__doc__.split("\n\n")[:2])  # the module's first lines: what and how
+    return (
+        f"{usage}\n\n"
+        f"Config groups (group=option):\n{options}\n\n"
+        f"The config (override any key: key=value):\n{config}\n"
+        "--hydra-help shows Hydra's own options; README.md has the config reference."
+    )
+
+
 def cli() -> None:
     """Hydra's main, with config errors and run failures as one line instead of a traceback.
 
@@ -318,6 +343,10 @@ def cli() -> None:
     full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach this function instead of Hydra's printer
     try:
+        args = get_args_parser().parse_args(sys.argv[1:])
+        if args.help:
+            print(app_help(args.overrides))
+            return
         preflight(sys.argv[1:], CONF_DIR)
         main()
         if EchoCallback.failed_jobs:

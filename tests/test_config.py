@@ -127,3 +127,11 @@ def test_a_run_loads_neither_scikit_learn_nor_pyplot_nor_ipython(tmp_path):
     # A refused import still leaves a line of a few microseconds; loading one takes far longer.
     for name in ("sklearn", "matplotlib.pyplot", "IPython"):
         assert microseconds.get(name, 0) < 1000, (name, microseconds[name])
+
+
+def test_help_lists_groups_options_and_the_composed_config(tmp_path):
+    result = run_cli(["--help", "experiment=attention"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "  model: encdec, seq2seq" in result.stdout
+    assert "attention, encdec_fast," in result.stdout and "  hydra" not in result.stdout
+    assert "kind: attention" in result.stdout  # the config as the overrides compose it
