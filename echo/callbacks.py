@@ -140,5 +140,5 @@ class EchoCallback(Callback):
         if parent:
             from echo import tracking
 
-            tracking.finish_sweep(*parent)
+            tracking.finish_sweep(*parent, EchoCallback.failed_jobs)
             del os.environ[SWEEP_ENV]

@@ -66,8 +66,9 @@ def start_sweep(experiment: str, overrides: list[str], tags: dict[str, str]) -> 
     return run.info.run_id
 
 
-def finish_sweep(parent_run_id: str, swept_keys: list[str]) -> pd.DataFrame:
-    """Give the parent run the sweep's results table, its best job and a chart; end it."""
+def finish_sweep(parent_run_id: str, swept_keys: list[str], failed_jobs: list[str] = ()) -> pd.DataFrame:
+    """Give the parent run the sweep's results table, its best job and a chart; end it, FAILED
+    if any job failed (`failed_jobs`: why, one line each, for jobs that may have no run)."""
     from echo import figures
 
     client = MlflowClient(tracking_uri())
@@ -101,6 +102,9 @@ def finish_sweep(parent_run_id: str, swept_keys: list[str]) -> pd.DataFrame:
             client.log_figure(parent_run_id, figure, "eval_exact_by_sweep.png")
         if (results["status"] != "FINISHED").any():
             status = RunStatus.FAILED
+    if failed_jobs:
+        client.set_tag(parent_run_id, FAILURE_TAG, "; ".join(failed_jobs)[:5000])
+        status = RunStatus.FAILED
     client.set_terminated(parent_run_id, RunStatus.to_string(status))
     return results
 

@@ -247,7 +247,7 @@ def resumed_config(cfg: EchoConfig) -> tuple[EchoConfig, str]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
@@ -257,7 +257,7 @@ def main(cfg: DictConfig) -> float:
         except EchoError as err:
             exit_with(err)  # here, before Hydra adds a line of its own
     # In a sweep one failed job must not stop the others: record why it failed, where the
-    # sweep's end (echo.callbacks) will find it, and give sweepers a NaN objective. That
+    # sweep's end (echo.callbacks) will find it, and give sweepers no objective. That
     # includes a config error, since a sweeper that draws values (Optuna) is checked per job.
     try:
         echo_cfg, config_yaml = job_config(cfg)
@@ -282,7 +282,9 @@ def main(cfg: DictConfig) -> float:
         overrides = ",".join(hydra_cfg.overrides.task)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         (output_dir / FAILED_MARKER).write_text(f"#{hydra_cfg.job.num} {overrides}: {reason}\n")
-        return float("nan")
+        # No objective: the Optuna sweeper records the trial as FAILED (a NaN it would take as a
+        # value and then fail on), and the basic sweeper ignores what jobs return.
+        return None
 
 
 def job_config(cfg: DictConfig) -> tuple[EchoConfig, str]:

@@ -304,3 +304,20 @@ def test_a_tracking_server_on_postgresql_takes_a_sweep(postgres, tmp_path):
 
     with sqlalchemy.create_engine(postgres).connect() as db:
         assert db.execute(sqlalchemy.text("select count(*) from runs")).scalar() == 3
+
+
+def test_a_drawn_value_that_breaks_a_rule_fails_only_its_trial(tmp_path):
+    """Values Optuna draws from an interval cannot be checked before the sweep, so each job
+    checks its own: a target above 1 fails its trial, in one line, and the others run."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler.seed=1", "hydra.sweeper.n_trials=4", *TINY, "trainer.target_exact=interval(0.5,1.5)", "mlflow.log_model=false"]
+    result = run_cli(args, tmp_path, uri)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("echo: ") and "must be in (0, 1], or null" in last
+    client = MlflowClient(uri)
+    parent, children = sweep_tree(client)
+    targets = [float(r.data.params["trainer.target_exact"]) for r in children]
+    assert targets and all(t <= 1 for t in targets)  # no run for a refused job
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert parent.info.status == "FAILED" and "must be in (0, 1], or null" in parent.data.tags["echo.failure"]
