@@ -123,7 +123,7 @@ def find_sweep(experiment: str, sweep_dir: str) -> Optional[str]:
     return runs[0].info.run_id if runs else None
 
 
-def run_span(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
+def run_facts(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
     """A run's experiment, when it started, and how many minutes it lasted (None while it runs)."""
     client = MlflowClient(tracking_uri())
     info = client.get_run(run_id).info
