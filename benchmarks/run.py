@@ -14,6 +14,8 @@ grows with trainer.epochs.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -54,6 +56,9 @@ ENTRIES = [
     Entry("echo tutorial_encdec at 500 epochs", ["-m", "echo.train", "experiment=tutorial_encdec", "trainer.epochs=500"]),
     Entry("echo encdec_fast", ["-m", "echo.train", "experiment=encdec_fast"], "tutorial encdec: fit per sequence"),
 ]
+PEER = Entry("PyTorch peer: encdec on fresh windows", [str(HERE / "torch_peer.py")], "tutorial encdec: fit per sequence")
+if importlib.util.find_spec("torch") is not None:  # the optional peer: pip install -e ".[peer]"
+    ENTRIES.append(PEER)
 
 
 def run_once(entry: Entry, workdir: Path, tracking_uri: str) -> dict:
@@ -119,6 +124,16 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def peer_sentence(results: dict[str, list[dict]]) -> str:
+    if PEER.name not in results:
+        return " The PyTorch peer was not run: torch is not installed (`pip install -e \".[peer]\"`)."
+    fast, peer = (statistics.median(r["train_seconds"] for r in results[name]) for name in ("echo encdec_fast", PEER.name))
+    return (
+        f" encdec_fast trained in {fast:.1f} s against the PyTorch peer's {peer:.1f} s "
+        f"(`benchmarks/torch_peer.py`, torch {importlib.metadata.version('torch')}), {peer / fast:.2f}x as fast."
+    )
+
+
 def write_block(path: Path, text: str, marker: str = "benchmark") -> None:
     """Replace what stands between the `marker` comments in `path`."""
     source = path.read_text()
@@ -158,6 +173,7 @@ def main() -> None:
         f"scored in {overhead['logged']:.1f} s with the curves logged and {overhead['not_logged']:.1f} s "
         f"without (medians of 3 alternating pairs in one process, `python benchmarks/logging_overhead.py`), "
         f"{100 * (overhead['logged'] / overhead['not_logged'] - 1):+.1f}%."
+        f"{peer_sentence(results)}"
     )
     print(text)
     if not args.no_write:

@@ -43,9 +43,14 @@ def exit_with(err: EchoError) -> None:
     sys.exit(err.exit_code)
 
 
-def run_command(main: Callable[[list[str]], object]) -> None:
-    """Run a command's `main(argv)`, its EchoErrors as one line and their exit code."""
+def run_command(main: Callable[[list[str]], object], usage: str) -> None:
+    """Run a command's `main(argv)`, its EchoErrors as one line and their exit code; -h or
+    --help prints `usage` (the command module's docstring) instead."""
+    argv = sys.argv[1:]
+    if {"-h", "--help"} & set(argv):
+        print(usage.strip())
+        return
     try:
-        main(sys.argv[1:])
+        main(argv)
     except EchoError as err:
         exit_with(err)

@@ -29,15 +29,17 @@ class Predictor:
         self.model, self.readout = model, readout
         self.states = state_variables(model)
         self.batch_size = model.inputs[0].shape[0] if self.states else None
-        self._predict = tf.function(self._predict_batches, jit_compile=jit_compile)
+        # Graph ops rather than Python for AutoGraph to rewrite, which would double tracing time.
+        self._predict = tf.function(self._predict_batches, jit_compile=jit_compile, autograph=False)
 
     def _predict_batches(self, batches, keep):
-        n = tf.shape(batches)[0]
-        echoes = tf.TensorArray(tf.int32, size=n)
-        for i in tf.range(n):
+        def step(i, echoes):
             for variable in self.states:
                 variable.assign(variable * keep[i])
-            echoes = echoes.write(i, self.readout.decode(self.model(batches[i], training=False)))
+            return i + 1, echoes.write(i, self.readout.decode(self.model(batches[i], training=False)))
+
+        n = tf.shape(batches)[0]
+        _, echoes = tf.while_loop(lambda i, _: i < n, step, (tf.constant(0), tf.TensorArray(tf.int32, size=n)))
         return echoes.stack()
 
     def __call__(self, X: np.ndarray) -> np.ndarray:

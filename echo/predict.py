@@ -94,4 +94,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, __doc__)

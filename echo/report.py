@@ -66,4 +66,4 @@ def main(argv: list[str]) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, __doc__)

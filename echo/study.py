@@ -1,6 +1,6 @@
 """`python -m echo.study`: answer the tutorial's open questions with a multi-seed sweep.
 
-    python -m echo.study                          # every preset, seeds 1..3; writes experiments/RESULTS.md
+    python -m echo.study                          # every preset, seeds 1..5; writes experiments/RESULTS.md
     python -m echo.study seeds=5 'presets=[tutorial_seq2seq,stateless]'
     python -m echo.study sweep=PARENT_RUN_ID      # rewrite the document from a finished study
     python -m echo.study seeds=1 'overrides=[trainer.epochs=3]' output=dry_run.md   # a dry run
@@ -442,4 +442,4 @@ def main(argv: list[str]) -> Path:
 
 
 if __name__ == "__main__":
-    run_command(main)
+    run_command(main, __doc__)

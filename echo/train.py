@@ -159,7 +159,7 @@ def _train(cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dic
     import tensorflow as tf
 
     from echo import data, figures, tracking
-    from echo.evaluation import Predictor, score
+    from echo.evaluation import score
     from echo.models import build_model, readout_for
     from echo.trainer import Diverged, Trainer
 
@@ -203,7 +203,7 @@ def _train(cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dic
                 f"continue it with: python -m echo.train trainer.resume={run.run_id}"
             )
 
-        echoed = Predictor(model, readout, cfg.trainer.jit_compile)(X_test)
+        echoed = trainer.predictor(X_test)
         scores = score(y_test, echoed)
         metrics = {
             "eval_acc": scores.eval_acc,

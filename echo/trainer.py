@@ -94,14 +94,18 @@ class Trainer:
         self.optimizer = make_optimizer(trainer)
         self.optimizer.build(model.trainable_variables)
         self.states = state_variables(model)
-        self._train = tf.function(self._train_steps, jit_compile=trainer.jit_compile)
+        # The loop is written as graph ops (tf.while_loop), not Python for AutoGraph to
+        # rewrite: AutoGraph's source transformation was half of each run's tracing time.
+        self._train = tf.function(self._train_steps, jit_compile=trainer.jit_compile, autograph=False)
+        # Scores validation for target_exact, and then the held-out test set: one traced
+        # function for both, as they have the same shape.
+        self.predictor = Predictor(model, readout, trainer.jit_compile)
 
     def _train_steps(self, batches, targets, keep, n_steps):
         """Run the first `n_steps` of the (padded) batches; return each step's loss and acc."""
         weights = self.model.trainable_variables
-        losses = tf.TensorArray(tf.float32, size=n_steps)
-        accs = tf.TensorArray(tf.float32, size=n_steps)
-        for i in tf.range(n_steps):
+
+        def step(i, losses, accs):
             for variable in self.states:  # keep = 0 at the start of each sequence
                 variable.assign(variable * keep[i])
             # Padded windows' PAD targets are not values to echo: they weigh nothing.
@@ -112,8 +116,10 @@ class Trainer:
                 loss = tf.reduce_sum(self.readout.losses(targets[i], outputs) * real) / n_real
             self.optimizer.apply(tape.gradient(loss, weights), weights)
             right = tf.cast(self.readout.decode(outputs) == targets[i], tf.float32)
-            losses = losses.write(i, loss)
-            accs = accs.write(i, tf.reduce_sum(right * real) / n_real)
+            return i + 1, losses.write(i, loss), accs.write(i, tf.reduce_sum(right * real) / n_real)
+
+        records = (tf.TensorArray(tf.float32, size=n_steps), tf.TensorArray(tf.float32, size=n_steps))
+        _, losses, accs = tf.while_loop(lambda i, *_: i < n_steps, step, (tf.constant(0), *records))
         return losses.stack(), accs.stack()
 
     def _batches(self, X: np.ndarray, y: np.ndarray, n_steps: int):
@@ -148,7 +154,6 @@ class Trainer:
             log.info("training %d epochs: a batch of %d spans %d whole sequences", total, cfg.batch_size, per_record)
         per_call = min(schedule.epochs_per_call(cfg.log_every), total)
         steps_per_call = per_call // per_record * schedule.steps_per_record
-        predictor = Predictor(self.model, self.readout, cfg.jit_compile) if cfg.target_exact is not None else None
 
         records: list[History] = []
         done, epochs_to_target, interrupted = start_epoch, None, False
@@ -172,9 +177,9 @@ class Trainer:
             if bad.any():
                 raise Diverged(int(record.epoch[bad][0]), float(record.loss[bad][0]))
             message = f"epoch {done}/{total}  loss {record.loss[-1]:.4f}  acc {record.acc[-1]:.4f}"
-            if predictor is not None:
+            if cfg.target_exact is not None:
                 X_val, y_val = validation
-                exact = score(y_val, predictor(X_val)).eval_exact
+                exact = score(y_val, self.predictor(X_val)).eval_exact
                 reset_states(self.model)
                 message += f"  val_exact {exact:.4f}"
                 if exact >= cfg.target_exact:

@@ -5,6 +5,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import keras
@@ -193,6 +194,7 @@ def test_a_store_that_breaks_mid_run_loses_nothing(tracking_uri, tmp_path, monke
     assert '"eval_exact": ' + repr(metrics["eval_exact"]) in (kept / "metrics.json").read_text()
     _, runs = runs_of(tracking_uri)
     assert runs[0].info.status == "FINISHED"  # the runs table still works
+    assert not [t for t in threading.enumerate() if t.name.startswith("echo-curves")]  # the writer ended
     # The model is in the store (its tables survived) or, failing that, kept; either way it
     # loads, in Keras' safe mode.
     if (kept / "model.keras").exists():
