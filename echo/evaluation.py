@@ -29,7 +29,7 @@ class Predictor:
         self.model, self.readout = model, readout
         self.states = state_variables(model)
         self.batch_size = model.inputs[0].shape[0] if self.states else None
-        # Graph ops rather than Python for AutoGraph to rewrite, which would double tracing time.
+        # Graph ops rather than Python for AutoGraph to rewrite, as in Trainer: faster to trace.
         self._predict = tf.function(self._predict_batches, jit_compile=jit_compile, autograph=False)
 
     def _predict_batches(self, batches, keep):

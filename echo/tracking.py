@@ -170,8 +170,8 @@ class RunLog:
         self.fallback_dir = fallback_dir
         self.curves: list[History] = []
         # One writer thread, so batches land in order while training goes on. Not MLflow's
-        # asynchronous logging: its writer polls its queue once a second, and ending the run
-        # waits out that poll, 0.5 s of every run on average.
+        # asynchronous logging: its writer waits on its queue in one-second polls, and ending
+        # the run waits for the current poll to run out.
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo-curves")
         self.pending: list[Future] = []  # curve writes under way or done
 

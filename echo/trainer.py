@@ -94,8 +94,8 @@ class Trainer:
         self.optimizer = make_optimizer(trainer)
         self.optimizer.build(model.trainable_variables)
         self.states = state_variables(model)
-        # The loop is written as graph ops (tf.while_loop), not Python for AutoGraph to
-        # rewrite: AutoGraph's source transformation was half of each run's tracing time.
+        # The loop is written as graph ops (tf.while_loop), not as Python for AutoGraph to
+        # rewrite: that rewriting is paid at every run's start, in tracing.
         self._train = tf.function(self._train_steps, jit_compile=trainer.jit_compile, autograph=False)
         # Scores validation for target_exact, and then the held-out test set: one traced
         # function for both, as they have the same shape.
