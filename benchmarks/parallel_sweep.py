@@ -4,9 +4,8 @@ written into the READMEs.
     python benchmarks/parallel_sweep.py               # 3 repeats of each (about 15 minutes here)
     python benchmarks/parallel_sweep.py --repeats 1 --no-write
 
-Two sweeps: the tutorial's first program over units x batch size (small stateful batches, where
-one job leaves a core idle), and the encdec_fast preset over 8 seeds (larger batches, which
-TensorFlow already spreads over every core). Each way runs as its own `python -m echo.train -m`
+Two sweeps: the tutorial's first program over units x batch size (small stateful batches), and
+the encdec_fast preset over 8 seeds (stateless batches of 84 windows). Each way runs as its own `python -m echo.train -m`
 process, interleaved within each repeat so that load on this shared machine falls on all of
 them alike; the table shows medians of the whole sweep's wall time. Beside echo's joblib
 defaults (one job per core, one TensorFlow thread per job) it runs TensorFlow's own thread

@@ -1,6 +1,6 @@
 """Side-by-side timings of the tutorial's loop and echo's, written into the READMEs.
 
-    python benchmarks/run.py               # 3 repeats of everything (about 40 minutes here)
+    python benchmarks/run.py               # 3 repeats of everything (about 35 minutes here)
     python benchmarks/run.py --repeats 1   # one of each
 
 Each entry runs as its own process, entries interleaved within each repeat so that load on this
@@ -48,13 +48,14 @@ class Entry:
         return "bench_" + re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
 
 
+FAST = Entry("echo encdec_fast", ["-m", "echo.train", "experiment=encdec_fast"], "tutorial encdec: fit per sequence")
 ENTRIES = [
     Entry("tutorial seq2seq: fit per sequence", [str(HERE / "tutorial_baseline.py"), "seq2seq"]),
     Entry("echo tutorial_seq2seq", ["-m", "echo.train", "experiment=tutorial_seq2seq"], "tutorial seq2seq: fit per sequence"),
     Entry("tutorial encdec: fit per sequence", [str(HERE / "tutorial_baseline.py"), "encdec"]),
     Entry("echo tutorial_encdec", ["-m", "echo.train", "experiment=tutorial_encdec"], "tutorial encdec: fit per sequence"),
     Entry("echo tutorial_encdec at 500 epochs", ["-m", "echo.train", "experiment=tutorial_encdec", "trainer.epochs=500"]),
-    Entry("echo encdec_fast", ["-m", "echo.train", "experiment=encdec_fast"], "tutorial encdec: fit per sequence"),
+    FAST,
 ]
 PEER = Entry("PyTorch peer: encdec on fresh windows", [str(HERE / "torch_peer.py")], "tutorial encdec: fit per sequence")
 if importlib.util.find_spec("torch") is not None:  # the optional peer: pip install -e ".[peer]"
@@ -103,8 +104,11 @@ def logging_overhead(workdir: Path, tracking_uri: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def table(results: dict[str, list[dict]]) -> str:
-    med = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
+def medians(results: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    return {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
+
+
+def table(med: dict[str, dict[str, float]]) -> str:
     lines = [
         "| run | whole process (s) | training (s) | training speed-up | whole speed-up | eval_acc | eval_exact | peak memory (MB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -124,10 +128,10 @@ def table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def peer_sentence(results: dict[str, list[dict]]) -> str:
-    if PEER.name not in results:
+def peer_sentence(med: dict[str, dict[str, float]]) -> str:
+    if PEER.name not in med:
         return " The PyTorch peer was not run: torch is not installed (`pip install -e \".[peer]\"`)."
-    fast, peer = (statistics.median(r["train_seconds"] for r in results[name]) for name in ("echo encdec_fast", PEER.name))
+    fast, peer = med[FAST.name]["train_seconds"], med[PEER.name]["train_seconds"]
     return (
         f" encdec_fast trained in {fast:.1f} s against the PyTorch peer's {peer:.1f} s "
         f"(`benchmarks/torch_peer.py`, torch {importlib.metadata.version('torch')}), {peer / fast:.2f}x as fast."
@@ -163,17 +167,18 @@ def main() -> None:
                 print(f"repeat {repeat + 1}/{args.repeats}  {entry.name}: {results[entry.name][-1]}", flush=True)
         overhead = logging_overhead(workdir, tracking_uri)
 
+    med = medians(results)
     text = (
         f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores ({platform.machine()}, Python "
         f"{platform.python_version()}), medians of {args.repeats} repeats, by `python benchmarks/run.py"
         f"{'' if args.repeats == 3 else f' --repeats {args.repeats}'}`:\n\n"
-        f"{table(results)}\n\n"
-        f"Speed-ups compare each echo run with the tutorial program it replaces (encdec_fast with the "
-        f"tutorial's encoder-decoder). Logging `loss` and `acc` per epoch: tutorial_encdec trained and "
+        f"{table(med)}\n\n"
+        f"Speed-ups compare each run with the tutorial program it replaces or competes with (encdec_fast "
+        f"and the PyTorch peer with the tutorial's encoder-decoder). Logging `loss` and `acc` per epoch: tutorial_encdec trained and "
         f"scored in {overhead['logged']:.1f} s with the curves logged and {overhead['not_logged']:.1f} s "
         f"without (medians of 3 alternating pairs in one process, `python benchmarks/logging_overhead.py`), "
         f"{100 * (overhead['logged'] / overhead['not_logged'] - 1):+.1f}%."
-        f"{peer_sentence(results)}"
+        f"{peer_sentence(med)}"
     )
     print(text)
     if not args.no_write:

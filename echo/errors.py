@@ -48,7 +48,7 @@ def run_command(main: Callable[[list[str]], object], usage: str) -> None:
     --help prints `usage` (the command module's docstring) instead."""
     argv = sys.argv[1:]
     if {"-h", "--help"} & set(argv):
-        print(usage.strip())
+        print((usage or "").strip())
         return
     try:
         main(argv)

@@ -18,9 +18,9 @@ import pandas as pd
 
 from echo.config import parse_key_values
 from echo.errors import BadRequest, run_command
-from echo import tracking
+from echo.store import RESULT_METRICS
 
-METRICS = list(tracking.RESULT_METRICS)
+METRICS = list(RESULT_METRICS)
 
 
 @dataclass
@@ -48,6 +48,8 @@ def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def main(argv: list[str]) -> pd.DataFrame:
+    from echo import tracking  # MLflow: not for --help or a bad argument
+
     request = parse_key_values(ReportConfig, argv)
     runs = tracking.runs_frame(request.experiment, request.sweep)
     if runs.empty:

@@ -149,6 +149,7 @@ def answer_longer(s: Stats) -> str:
     presets = (("encdec_fast", "2 of 5"), ("longer", "5 of 10"), ("longest", "10 of 15"))
     parts = [
         f"echoing {what} values with {s.mean(p, 'units'):.0f} units ({s.mean(p, 'parameters'):,.0f} weights), "
+        f"batches of {s.mean(p, 'batch_size'):.0f} windows and a learning rate of {s.mean(p, 'learning_rate'):g}, "
         f"it {_to_target(s, p)}, for {s.pct(p)} held-out exact echoes"
         for p, what in presets
     ]
@@ -157,9 +158,11 @@ def answer_longer(s: Stats) -> str:
     if s.reached("longest") < s.count("longest"):
         ending = f", and {s.of('longest')['epochs_trained'].max():,.0f} sequences were not enough for 10 of 15."
     return (
-        f"With the encoder-decoder (RepeatVector) in encdec_fast's regime: {'; '.join(parts)}. "
+        f"With a stateless encoder-decoder (RepeatVector) trained to a target: {'; '.join(parts)}. "
         f"The echo of 5 of 10 values took {longer} the sequences of the echo of 2 of 5{ending} Longer echoes "
-        f"need more training, as the tutorial expects; these presets do not measure how few units would do."
+        f"need more training, as the tutorial expects. The presets differ in units, batch size and learning "
+        f"rate as well as in length, and do not measure how few units, or which batch size and rate, each "
+        f"length needs."
     )
 
 
@@ -321,7 +324,8 @@ def run_sweep(request: StudyConfig, sweep_dir: Path) -> str:
 
 
 def collect(parent_run_id: str) -> pd.DataFrame:
-    """The study's runs, one row each: preset, seed, units, status and metrics."""
+    """The study's runs, one row each: preset, seed, units, batch size, learning rate, status
+    and metrics."""
     from echo import tracking
 
     runs = tracking.runs_frame(parent_run_id=parent_run_id)
@@ -332,6 +336,8 @@ def collect(parent_run_id: str) -> pd.DataFrame:
             "preset": runs["tags.mlflow.runName"],
             "seed": pd.to_numeric(runs["params.trainer.seed"]),
             "units": pd.to_numeric(runs["params.model.units"]),
+            "batch_size": pd.to_numeric(runs["params.trainer.batch_size"]),
+            "learning_rate": pd.to_numeric(runs["params.trainer.learning_rate"]),
             "target_exact": pd.to_numeric(runs["params.trainer.target_exact"], errors="coerce"),  # "None": no target
             "cpu_count": runs.get("tags.echo.cpu_count"),
             "gpus": runs.get("tags.echo.gpus"),

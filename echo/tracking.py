@@ -25,7 +25,7 @@ from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
 from echo.errors import Interrupted, UnknownRun
-from echo.store import PARENT_TAG, check_reachable, tracking_uri, without_credentials
+from echo.store import PARENT_TAG, RESULT_METRICS, check_reachable, tracking_uri, without_credentials
 
 if TYPE_CHECKING:
     from echo.trainer import History
@@ -36,8 +36,6 @@ FAILURE_TAG = "echo.failure"
 # MLflow 3's mark of a model-training experiment, as opposed to a GenAI one. (The 3.17 UI still
 # opens on its GenAI / Model training switch; ?workflowType=machine_learning in the URL sets it.)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-# What a sweep's summary and echo.report show of each run.
-RESULT_METRICS = ("eval_acc", "eval_exact", "epochs_to_target", "train_seconds")
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:
@@ -171,7 +169,7 @@ class RunLog:
         self.curves: list[History] = []
         # One writer thread, so batches land in order while training goes on. Not MLflow's
         # asynchronous logging: its writer waits on its queue in one-second polls, and ending
-        # the run waits for the current poll to run out.
+        # the run waits for the current poll to run out (MLflow 3.17).
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo-curves")
         self.pending: list[Future] = []  # curve writes under way or done
 
@@ -210,9 +208,12 @@ class RunLog:
             frame.to_csv(folder / "curves.csv", index=False)
 
     def close(self) -> None:
-        """Flush, then end the writer thread."""
-        self.flush()
-        self.writer.shutdown()
+        """Flush, then end the writer thread, whatever the flush meets (a second Ctrl-C, a
+        full disk for the fallback copy)."""
+        try:
+            self.flush()
+        finally:
+            self.writer.shutdown(cancel_futures=True)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
         try:
@@ -346,8 +347,10 @@ def start_run(
         run_log.set_tags({FAILURE_TAG: f"{type(err).__name__}: {err}"[:5000]})
         raise
     finally:
-        run_log.close()
         try:
-            mlflow.end_run(RunStatus.to_string(status))
-        except Exception as err:  # noqa: BLE001 - the store is gone; say so, keep the rest
-            log.warning("could not mark run %s %s in MLflow (%s)", run.info.run_id, RunStatus.to_string(status), err)
+            run_log.close()
+        finally:
+            try:
+                mlflow.end_run(RunStatus.to_string(status))
+            except Exception as err:  # noqa: BLE001 - the store is gone; say so, keep the rest
+                log.warning("could not mark run %s %s in MLflow (%s)", run.info.run_id, RunStatus.to_string(status), err)

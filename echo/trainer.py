@@ -118,8 +118,8 @@ class Trainer:
             right = tf.cast(self.readout.decode(outputs) == targets[i], tf.float32)
             return i + 1, losses.write(i, loss), accs.write(i, tf.reduce_sum(right * real) / n_real)
 
-        records = (tf.TensorArray(tf.float32, size=n_steps), tf.TensorArray(tf.float32, size=n_steps))
-        _, losses, accs = tf.while_loop(lambda i, *_: i < n_steps, step, (tf.constant(0), *records))
+        empty = (tf.TensorArray(tf.float32, size=n_steps), tf.TensorArray(tf.float32, size=n_steps))
+        _, losses, accs = tf.while_loop(lambda i, *_: i < n_steps, step, (tf.constant(0), *empty))
         return losses.stack(), accs.stack()
 
     def _batches(self, X: np.ndarray, y: np.ndarray, n_steps: int):

@@ -112,6 +112,16 @@ def test_cli_answers_without_importing_tensorflow_or_mlflow(tmp_path, args, retu
     assert not imported & {"tensorflow", "keras", "mlflow"}
 
 
+@pytest.mark.parametrize("module", ["echo.predict", "echo.report", "echo.study"])
+def test_commands_answer_help_with_their_usage_at_once(tmp_path, module):
+    result = run_cli(["--help"], tmp_path, module=module, python_flags=["-X", "importtime"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"`python -m {module}`") and f"python -m {module} " in result.stdout
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "omegaconf" in imported and not imported & {"tensorflow", "keras", "mlflow"}
+    assert list(tmp_path.iterdir()) == []  # nothing run, no store made
+
+
 def test_a_run_loads_neither_scikit_learn_nor_pyplot_nor_ipython(tmp_path):
     """Keras and MLflow would import them all: a second or two of each run's start, for nothing
     echo uses."""

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from echo import store, tracking
 from echo import train as echo_train
-from echo.errors import TrackingUnavailable
+from echo.errors import RunFailed, TrackingUnavailable
 
 from conftest import TINY, compose_config, run_cli
 
@@ -93,6 +93,15 @@ def test_diverging_loss_fails_the_run_with_the_reason(tmp_path):
     _, runs = runs_of(uri)
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "loss became nan" in runs[0].data.tags[tracking.FAILURE_TAG]
+
+
+def test_a_run_that_fails_after_logging_ends_its_writer_and_its_run(tracking_uri):
+    with pytest.raises(RunFailed):
+        echo_train.train(compose_config([*TINY, *DIVERGING, "mlflow.log_model=false"]))
+    client, (run,) = runs_of(tracking_uri)
+    assert run.info.status == "FAILED"
+    assert client.get_metric_history(run.info.run_id, "loss")  # the curve was written before the failure
+    assert not [t for t in threading.enumerate() if t.name.startswith("echo-curves")]
 
 
 @pytest.mark.slow
