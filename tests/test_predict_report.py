@@ -72,4 +72,3 @@ def test_report_tables_runs_best_first(tracking_uri, tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(UnknownRun):
         report.main(["experiment=nope"])
-
