@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from run import ROOT, write_block
+from run import ROOT, publish
 
 COMMANDS = {
     "`python -m echo.train --help`": ["--help"],
@@ -41,9 +41,7 @@ def main() -> None:
         f"Medians of {args.repeats} runs on {os.cpu_count()} CPU cores, by `python benchmarks/cli_latency.py`:\n\n"
         f"| command | seconds |\n| --- | ---: |\n{rows}"
     )
-    print(text)
-    if not args.no_write:
-        write_block(ROOT / "README.md", text, "cli-latency")
+    publish(text, "cli-latency", [ROOT / "README.md"], not args.no_write)
 
 
 if __name__ == "__main__":

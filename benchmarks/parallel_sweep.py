@@ -25,7 +25,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from run import ROOT, write_block
+from run import ROOT, publish
 
 HERE = Path(__file__).resolve().parent
 SWEEPS = {
@@ -123,10 +123,7 @@ def main() -> None:
         f"With echo's joblib defaults the sweeps ran {' and '.join(ratios)} as fast as one job after another "
         f"(above 1 is faster)."
     )
-    print(text)
-    if not args.no_write:
-        write_block(HERE / "README.md", text, "parallel-sweep")
-        write_block(ROOT / "README.md", text, "parallel-sweep")
+    publish(text, "parallel-sweep", [HERE / "README.md", ROOT / "README.md"], not args.no_write)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,15 @@ def write_block(path: Path, text: str, marker: str = "benchmark") -> None:
     path.write_text(updated)
 
 
+def publish(text: str, marker: str, readmes: list[Path], write: bool = True) -> None:
+    """Print a benchmark's result and, unless told not to, put it between `marker`'s comments
+    in each of `readmes`."""
+    print(text)
+    if write:
+        for readme in readmes:
+            write_block(readme, text, marker)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -180,10 +189,7 @@ def main() -> None:
         f"{100 * (overhead['logged'] / overhead['not_logged'] - 1):+.1f}%."
         f"{peer_sentence(med)}"
     )
-    print(text)
-    if not args.no_write:
-        for readme in (ROOT / "README.md", HERE / "README.md"):
-            write_block(readme, text)
+    publish(text, "benchmark", [ROOT / "README.md", HERE / "README.md"], not args.no_write)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 
-from run import ROOT, write_block
+from run import ROOT, publish
 
 IMPORTS = (
     "import keras, tensorflow, mlflow, mlflow.keras;"
@@ -56,9 +56,7 @@ def main() -> None:
         f"{a:.1f} s without (medians of {args.repeats} alternating pairs on {os.cpu_count()} CPU cores, "
         f"`python benchmarks/startup.py`): {a - b:.1f} s less per run."
     )
-    print(text)
-    if not args.no_write:
-        write_block(ROOT / "README.md", text, "startup")
+    publish(text, "startup", [ROOT / "README.md"], not args.no_write)
 
 
 if __name__ == "__main__":
