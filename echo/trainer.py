@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from echo import data as echo_data
 from echo.config import PAD, DataConfig, TrainerConfig, windows_per_sequence
-from echo.evaluation import Predictor, reset_states, score
+from echo.evaluation import Predictor, check_target, reset_states
 from echo.models import Readout, state_variables
 
 log = logging.getLogger(__name__)
@@ -178,11 +178,10 @@ class Trainer:
                 raise Diverged(int(record.epoch[bad][0]), float(record.loss[bad][0]))
             message = f"epoch {done}/{total}  loss {record.loss[-1]:.4f}  acc {record.acc[-1]:.4f}"
             if cfg.target_exact is not None:
-                X_val, y_val = validation
-                exact = score(y_val, self.predictor(X_val)).eval_exact
+                checked = check_target(self.predictor, *validation, cfg.target_exact)
                 reset_states(self.model)
-                message += f"  val_exact {exact:.4f}"
-                if exact >= cfg.target_exact:
+                message += f"  val_exact {checked.eval_exact:.4f} of {checked.windows} windows"
+                if checked.eval_exact >= cfg.target_exact:
                     epochs_to_target = done
             log.info("%s  (%.1f s)", message, time.perf_counter() - start)
             if epochs_to_target is not None:

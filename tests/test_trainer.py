@@ -7,7 +7,7 @@ import pytest
 
 from echo import data
 from echo.config import PAD, windows_per_sequence
-from echo.evaluation import Predictor, reset_states, score
+from echo.evaluation import Predictor, check_target, reset_states, score
 from echo.models import build_model, readout_for, state_variables
 from echo.trainer import Schedule, Trainer
 
@@ -97,6 +97,28 @@ def test_target_exact_stops_training_early():
     # first check after 4 epochs must already stop it.
     assert fit.epochs_to_target == 4 == fit.epochs
     assert len(fit.history.loss) == 4
+
+
+def test_a_target_check_scores_the_first_fifth_alone_only_when_the_whole_cannot_reach_it():
+    """check_target gives the verdict scoring everything would give, for any target, and
+    stops at the first fifth of the sequences when that part's misses alone decide it."""
+    cfg = compose_config([*TINY, "trainer.epochs=20", "trainer.log_every=10", "trainer.learning_rate=0.02", "model.units=16"])
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
+    Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(np.random.default_rng(0))
+    predictor = Predictor(model, readout_for(cfg.model, cfg.data), jit_compile=False)
+    X, y = data.sample_windows(np.random.default_rng(5), 10, cfg.data)
+    whole, first = score(y, predictor(X)), score(y[:2], predictor(X[:2]))
+    assert 0 < first.misses and whole.misses < whole.windows  # half-trained: some right, some wrong
+    exact = whole.eval_exact
+    for target in sorted({*np.linspace(0, 1, 21), exact, np.nextafter(exact, 1), np.nextafter(exact, 0)}):
+        checked = check_target(predictor, X, y, target)
+        assert checked in (whole, first)
+        assert (checked.eval_exact >= target) == (exact >= target), target
+    assert check_target(predictor, X, y, 1.0) == first  # one miss among the first rules out 1.0
+    assert check_target(predictor, X, y, exact) == whole
+    # Scoring 10 sequences, then 2, then 10 again traced the prediction loop once.
+    assert predictor._predict.experimental_get_tracing_count() == 1
 
 
 def test_training_learns_the_tiny_echo():
