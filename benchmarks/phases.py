@@ -26,7 +26,7 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from run import HERE, publish
+from run import HERE, latest_run, publish
 
 PHASES = (
     ("start", "Python, Hydra composing, imports, opening the MLflow run"),
@@ -34,6 +34,7 @@ PHASES = (
     ("finish", "building the model; scoring the test set; logging metrics, echoes, figures and the model"),
     ("exit", "ending the process"),
 )
+EXPERIMENT = "bench_phases"  # the MLflow experiment the timed runs log to
 SHOWN_PACKAGES = 8  # the costliest imports by name; the rest are summed
 # One line of `python -X importtime`: self and cumulative microseconds, then the indented name.
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)")
@@ -42,7 +43,7 @@ IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)")
 def run_echo(overrides: list[str], workdir: Path, tracking_uri: str, importtime: bool) -> tuple[float, float, str]:
     """Run the command; return when it started and ended (epoch seconds) and its stderr."""
     flags = ["-X", "importtime"] if importtime else []
-    command = [sys.executable, *flags, "-m", "echo.train", *overrides, f"hydra.run.dir={workdir / 'run'}"]
+    command = [sys.executable, *flags, "-m", "echo.train", *overrides, f"mlflow.experiment={EXPERIMENT}", f"hydra.run.dir={workdir / 'run'}"]
     started = time.time()
     done = subprocess.run(command, cwd=workdir, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, capture_output=True, text=True)
     ended = time.time()
@@ -52,11 +53,7 @@ def run_echo(overrides: list[str], workdir: Path, tracking_uri: str, importtime:
 
 
 def phases(started: float, ended: float, tracking_uri: str) -> dict[str, float]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    run = client.search_runs(experiments, order_by=["start_time DESC"], max_results=1)[0]
+    run = latest_run(tracking_uri, EXPERIMENT)
     run_start, run_end = run.info.start_time / 1000, run.info.end_time / 1000
     train = run.data.metrics["train_seconds"]
     return {

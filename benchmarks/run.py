@@ -84,11 +84,16 @@ def run_once(entry: Entry, workdir: Path, tracking_uri: str) -> dict:
     return result
 
 
-def latest_echo_run(tracking_uri: str, experiment: str) -> dict:
+def latest_run(tracking_uri: str, experiment: str):
+    """The MLflow run an echo command logged last in `experiment`."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    run = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["start_time DESC"], max_results=1)[0]
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["start_time DESC"], max_results=1)[0]
+
+
+def latest_echo_run(tracking_uri: str, experiment: str) -> dict:
+    run = latest_run(tracking_uri, experiment)
     return {key: run.data.metrics[key] for key in ("train_seconds", "eval_acc", "eval_exact")}
 
 
