@@ -34,11 +34,14 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, argv in COMMANDS.items():  # interleaved, so load falls on all alike
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "echo.train", *argv], cwd=workdir, capture_output=True)
+                subprocess.run(
+                    [sys.executable, "-m", "echo.train", *argv], cwd=workdir, capture_output=True
+                )
                 times[name].append(time.perf_counter() - start)
     rows = "\n".join(f"| {name} | {statistics.median(t):.2f} |" for name, t in times.items())
     text = (
-        f"Medians of {args.repeats} runs on {os.cpu_count()} CPU cores, by `python benchmarks/cli_latency.py`:\n\n"
+        f"Medians of {args.repeats} runs on {os.cpu_count()} CPU cores, by `python "
+        "benchmarks/cli_latency.py`:\n\n"
         f"| command | seconds |\n| --- | ---: |\n{rows}"
     )
     publish(text, "cli-latency", [ROOT / "README.md"], not args.no_write)

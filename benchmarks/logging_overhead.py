@@ -20,13 +20,20 @@ PAIRS = 3
 write_curves = tracking.RunLog.log_history
 
 with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-    cfg = to_echo_config(compose("config", overrides=["experiment=tutorial_encdec", "mlflow.log_model=false", *sys.argv[1:]]))
+    cfg = to_echo_config(
+        compose(
+            "config",
+            overrides=["experiment=tutorial_encdec", "mlflow.log_model=false", *sys.argv[1:]],
+        )
+    )
 
 train(cfg)  # warm-up: creates the store and the experiment, fills caches
 walls = {"logged": [], "not_logged": []}
 for _ in range(PAIRS):
     for mode in walls:
-        tracking.RunLog.log_history = write_curves if mode == "logged" else (lambda self, history: None)
+        tracking.RunLog.log_history = (
+            write_curves if mode == "logged" else (lambda self, history: None)
+        )
         start = time.perf_counter()
         train(cfg)
         walls[mode].append(time.perf_counter() - start)

@@ -31,7 +31,10 @@ from run import HERE, latest_run, publish
 PHASES = (
     ("start", "Python, Hydra composing, imports, opening the MLflow run"),
     ("train", "training, with its validation checks (train_seconds)"),
-    ("finish", "building the model; scoring the test set; logging metrics, echoes, figures and the model"),
+    (
+        "finish",
+        "building the model; scoring the test set; logging metrics, echoes, figures and the model",
+    ),
     ("exit", "ending the process"),
 )
 EXPERIMENT = "bench_phases"  # the MLflow experiment the timed runs log to
@@ -40,12 +43,28 @@ SHOWN_PACKAGES = 8  # the costliest imports by name; the rest are summed
 IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)")
 
 
-def run_echo(overrides: list[str], workdir: Path, tracking_uri: str, importtime: bool) -> tuple[float, float, str]:
+def run_echo(
+    overrides: list[str], workdir: Path, tracking_uri: str, importtime: bool
+) -> tuple[float, float, str]:
     """Run the command; return when it started and ended (epoch seconds) and its stderr."""
     flags = ["-X", "importtime"] if importtime else []
-    command = [sys.executable, *flags, "-m", "echo.train", *overrides, f"mlflow.experiment={EXPERIMENT}", f"hydra.run.dir={workdir / 'run'}"]
+    command = [
+        sys.executable,
+        *flags,
+        "-m",
+        "echo.train",
+        *overrides,
+        f"mlflow.experiment={EXPERIMENT}",
+        f"hydra.run.dir={workdir / 'run'}",
+    ]
     started = time.time()
-    done = subprocess.run(command, cwd=workdir, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, capture_output=True, text=True)
+    done = subprocess.run(
+        command,
+        cwd=workdir,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True,
+        text=True,
+    )
     ended = time.time()
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
@@ -77,7 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", default=["experiment=encdec_fast"])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true", help="print the table, leave the README alone")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the table, leave the README alone"
+    )
     args = parser.parse_args()
 
     timings: list[dict[str, float]] = []
@@ -86,23 +107,42 @@ def main() -> None:
         workdir = Path(tmp)
         tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
         # Create the store first: its one-off schema set-up is not what is being timed.
-        subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient({tracking_uri!r}).search_experiments()"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import mlflow; mlflow.MlflowClient({tracking_uri!r}).search_experiments()",
+            ],
+            check=True,
+            capture_output=True,
+        )
         for repeat in range(args.repeats):
             started, ended, _ = run_echo(args.overrides, workdir, tracking_uri, importtime=False)
             timings.append(phases(started, ended, tracking_uri))
-            imports.append(import_seconds(run_echo(args.overrides, workdir, tracking_uri, importtime=True)[2]))
-            print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings[-1].items()), flush=True)
+            imports.append(
+                import_seconds(run_echo(args.overrides, workdir, tracking_uri, importtime=True)[2])
+            )
+            print(
+                f"repeat {repeat + 1}/{args.repeats}: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in timings[-1].items()),
+                flush=True,
+            )
 
     def median(key: str) -> float:
         return statistics.median(t[key] for t in timings)
 
-    packages = sorted({name for spent in imports for name in spent}, key=lambda name: -statistics.median(s[name] for s in imports))
+    packages = sorted(
+        {name for spent in imports for name in spent},
+        key=lambda name: -statistics.median(s[name] for s in imports),
+    )
     per_package = {name: statistics.median(s[name] for s in imports) for name in packages}
     shown = packages[:SHOWN_PACKAGES]
     command = " ".join(["python -m echo.train", *args.overrides])
     lines = [
-        f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores ({platform.machine()}, Python "
-        f"{platform.python_version()}), medians of {args.repeats} runs of `{command}`, by `python benchmarks/phases.py"
+        f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores "
+        f"({platform.machine()}, Python "
+        f"{platform.python_version()}), medians of {args.repeats} runs of `{command}`, by "
+        "`python benchmarks/phases.py"
         f"{'' if args.repeats == 3 else f' --repeats {args.repeats}'}`:",
         "",
         "| phase | seconds |",
@@ -110,13 +150,15 @@ def main() -> None:
         *(f"| {label} | {median(key):.2f} |" for key, label in PHASES),
         f"| whole process | {median('whole'):.2f} |",
         "",
-        "Importing, most of the start, took by package (the own time of each package's modules, under "
+        "Importing, most of the start, took by package (the own time of each package's modules, "
+        "under "
         "`python -X importtime`, which slows importing a little):",
         "",
         "| package | seconds |",
         "| --- | ---: |",
         *(f"| {name} | {per_package[name]:.2f} |" for name in shown),
-        f"| {len(packages) - len(shown)} other packages | {sum(per_package[name] for name in packages[len(shown):]):.2f} |",
+        f"| {len(packages) - len(shown)} other packages | "
+        f"{sum(per_package[name] for name in packages[len(shown) :]):.2f} |",
         f"| all imports | {sum(per_package.values()):.2f} |",
     ]
     publish("\n".join(lines), "phases", [HERE / "README.md"], not args.no_write)

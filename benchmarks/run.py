@@ -48,16 +48,35 @@ class Entry:
         return "bench_" + re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
 
 
-FAST = Entry("echo encdec_fast", ["-m", "echo.train", "experiment=encdec_fast"], "tutorial encdec: fit per sequence")
+FAST = Entry(
+    "echo encdec_fast",
+    ["-m", "echo.train", "experiment=encdec_fast"],
+    "tutorial encdec: fit per sequence",
+)
 ENTRIES = [
     Entry("tutorial seq2seq: fit per sequence", [str(HERE / "tutorial_baseline.py"), "seq2seq"]),
-    Entry("echo tutorial_seq2seq", ["-m", "echo.train", "experiment=tutorial_seq2seq"], "tutorial seq2seq: fit per sequence"),
+    Entry(
+        "echo tutorial_seq2seq",
+        ["-m", "echo.train", "experiment=tutorial_seq2seq"],
+        "tutorial seq2seq: fit per sequence",
+    ),
     Entry("tutorial encdec: fit per sequence", [str(HERE / "tutorial_baseline.py"), "encdec"]),
-    Entry("echo tutorial_encdec", ["-m", "echo.train", "experiment=tutorial_encdec"], "tutorial encdec: fit per sequence"),
-    Entry("echo tutorial_encdec at 500 epochs", ["-m", "echo.train", "experiment=tutorial_encdec", "trainer.epochs=500"]),
+    Entry(
+        "echo tutorial_encdec",
+        ["-m", "echo.train", "experiment=tutorial_encdec"],
+        "tutorial encdec: fit per sequence",
+    ),
+    Entry(
+        "echo tutorial_encdec at 500 epochs",
+        ["-m", "echo.train", "experiment=tutorial_encdec", "trainer.epochs=500"],
+    ),
     FAST,
 ]
-PEER = Entry("PyTorch peer: encdec on fresh windows", [str(HERE / "torch_peer.py")], "tutorial encdec: fit per sequence")
+PEER = Entry(
+    "PyTorch peer: encdec on fresh windows",
+    [str(HERE / "torch_peer.py")],
+    "tutorial encdec: fit per sequence",
+)
 if importlib.util.find_spec("torch") is not None:  # the optional peer: pip install -e ".[peer]"
     ENTRIES.append(PEER)
 
@@ -67,7 +86,9 @@ def run_once(entry: Entry, workdir: Path, tracking_uri: str) -> dict:
     args = [*entry.args, f"mlflow.experiment={entry.experiment}"] if entry.is_echo else entry.args
     with open(workdir / "stdout", "w+") as stdout, open(workdir / "stderr", "w+") as stderr:
         start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, *args], cwd=workdir, env=env, stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            [sys.executable, *args], cwd=workdir, env=env, stdout=stdout, stderr=stderr
+        )
         # wait4 reports this child's own peak resident memory.
         _, status, usage = os.wait4(process.pid, 0)
         whole = time.perf_counter() - start
@@ -76,7 +97,10 @@ def run_once(entry: Entry, workdir: Path, tracking_uri: str) -> dict:
             raise SystemExit(f"{entry.name} failed:\n{stderr.read()[-2000:]}")
         stdout.seek(0)
         output = stdout.read()
-    result = {"whole_seconds": whole, "peak_mb": usage.ru_maxrss / 1024}  # ru_maxrss is KiB on Linux
+    result = {
+        "whole_seconds": whole,
+        "peak_mb": usage.ru_maxrss / 1024,
+    }  # ru_maxrss is KiB on Linux
     if entry.is_echo:
         result.update(latest_echo_run(tracking_uri, entry.experiment))
     else:
@@ -89,7 +113,11 @@ def latest_run(tracking_uri: str, experiment: str):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["start_time DESC"], max_results=1)[0]
+    return client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id],
+        order_by=["start_time DESC"],
+        max_results=1,
+    )[0]
 
 
 def latest_echo_run(tracking_uri: str, experiment: str) -> dict:
@@ -110,12 +138,16 @@ def logging_overhead(workdir: Path, tracking_uri: str) -> dict:
 
 
 def medians(results: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
-    return {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
+    return {
+        name: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        for name, runs in results.items()
+    }
 
 
 def table(med: dict[str, dict[str, float]]) -> str:
     lines = [
-        "| run | whole process (s) | training (s) | training speed-up | whole speed-up | eval_acc | eval_exact | peak memory (MB) |",
+        "| run | whole process (s) | training (s) | training speed-up | whole speed-up | "
+        "eval_acc | eval_exact | peak memory (MB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for entry in ENTRIES:
@@ -127,7 +159,8 @@ def table(med: dict[str, dict[str, float]]) -> str:
         else:
             train_x = whole_x = ""
         lines.append(
-            f"| {entry.name} | {m['whole_seconds']:.1f} | {m['train_seconds']:.1f} | {train_x} | {whole_x} "
+            f"| {entry.name} | {m['whole_seconds']:.1f} | {m['train_seconds']:.1f} | {train_x} | "
+            f"{whole_x} "
             f"| {m['eval_acc']:.4f} | {m['eval_exact']:.4f} | {m['peak_mb']:.0f} |"
         )
     return "\n".join(lines)
@@ -135,11 +168,12 @@ def table(med: dict[str, dict[str, float]]) -> str:
 
 def peer_sentence(med: dict[str, dict[str, float]]) -> str:
     if PEER.name not in med:
-        return " The PyTorch peer was not run: torch is not installed (`pip install -e \".[peer]\"`)."
+        return ' The PyTorch peer was not run: torch is not installed (`pip install -e ".[peer]"`).'
     fast, peer = med[FAST.name]["train_seconds"], med[PEER.name]["train_seconds"]
     return (
         f" encdec_fast trained in {fast:.1f} s against the PyTorch peer's {peer:.1f} s "
-        f"(`benchmarks/torch_peer.py`, torch {importlib.metadata.version('torch')}), {peer / fast:.2f}x as fast."
+        f"(`benchmarks/torch_peer.py`, torch {importlib.metadata.version('torch')}), "
+        f"{peer / fast:.2f}x as fast."
     )
 
 
@@ -166,31 +200,50 @@ def publish(text: str, marker: str, readmes: list[Path], write: bool = True) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true", help="print the table, leave the READMEs alone")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the table, leave the READMEs alone"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
         # Create the store first: its one-off schema set-up is not what is being timed.
-        subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient({tracking_uri!r}).search_experiments()"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import mlflow; mlflow.MlflowClient({tracking_uri!r}).search_experiments()",
+            ],
+            check=True,
+            capture_output=True,
+        )
         results: dict[str, list[dict]] = {entry.name: [] for entry in ENTRIES}
         for repeat in range(args.repeats):
             for entry in ENTRIES:
                 results[entry.name].append(run_once(entry, workdir, tracking_uri))
-                print(f"repeat {repeat + 1}/{args.repeats}  {entry.name}: {results[entry.name][-1]}", flush=True)
+                print(
+                    f"repeat {repeat + 1}/{args.repeats}  {entry.name}: {results[entry.name][-1]}",
+                    flush=True,
+                )
         overhead = logging_overhead(workdir, tracking_uri)
 
     med = medians(results)
     text = (
-        f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores ({platform.machine()}, Python "
-        f"{platform.python_version()}), medians of {args.repeats} repeats, by `python benchmarks/run.py"
+        f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores "
+        f"({platform.machine()}, Python "
+        f"{platform.python_version()}), medians of {args.repeats} repeats, by `python "
+        "benchmarks/run.py"
         f"{'' if args.repeats == 3 else f' --repeats {args.repeats}'}`:\n\n"
         f"{table(med)}\n\n"
-        f"Speed-ups compare each run with the tutorial program it replaces or competes with (encdec_fast "
-        f"and the PyTorch peer with the tutorial's encoder-decoder). Logging `loss` and `acc` per epoch: tutorial_encdec trained and "
-        f"scored in {overhead['logged']:.1f} s with the curves logged and {overhead['not_logged']:.1f} s "
-        f"without (medians of 3 alternating pairs in one process, `python benchmarks/logging_overhead.py`), "
+        "Speed-ups compare each run with the tutorial program it replaces or competes with "
+        "(encdec_fast "
+        "and the PyTorch peer with the tutorial's encoder-decoder). Logging `loss` and `acc` "
+        "per epoch: tutorial_encdec trained and "
+        f"scored in {overhead['logged']:.1f} s with the curves logged and "
+        f"{overhead['not_logged']:.1f} s "
+        "without (medians of 3 alternating pairs in one process, `python "
+        "benchmarks/logging_overhead.py`), "
         f"{100 * (overhead['logged'] / overhead['not_logged'] - 1):+.1f}%."
         f"{peer_sentence(med)}"
     )

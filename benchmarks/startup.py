@@ -37,7 +37,12 @@ print(time.perf_counter() - start)
 
 
 def sample(blocked: bool) -> float:
-    done = subprocess.run([sys.executable, "-c", PROGRAM.format(blocked=blocked)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM.format(blocked=blocked)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -52,8 +57,10 @@ def main() -> None:
         blocked.append(sample(True))
     a, b = statistics.median(plain), statistics.median(blocked)
     text = (
-        f"Importing what a run needs took {b:.1f} s with scikit-learn, pyplot and IPython kept out and "
-        f"{a:.1f} s without (medians of {args.repeats} alternating pairs on {os.cpu_count()} CPU cores, "
+        f"Importing what a run needs took {b:.1f} s with scikit-learn, pyplot and IPython kept "
+        "out and "
+        f"{a:.1f} s without (medians of {args.repeats} alternating pairs on {os.cpu_count()} CPU "
+        "cores, "
         f"`python benchmarks/startup.py`): {a - b:.1f} s less per run."
     )
     publish(text, "startup", [ROOT / "README.md"], not args.no_write)

@@ -58,7 +58,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--target-exact", type=float, default=0.999)
-    parser.add_argument("--check-every", type=int, default=50, help="updates between validation checks")
+    parser.add_argument(
+        "--check-every", type=int, default=50, help="updates between validation checks"
+    )
     parser.add_argument("--max-updates", type=int, default=20000)
     args = parser.parse_args()
 
@@ -85,7 +87,16 @@ def main() -> None:
         raise SystemExit(f"--target-exact={args.target_exact}: not met in {updates} updates")
 
     eval_exact, eval_acc = exact_and_acc(model, test)
-    print(json.dumps({"train_seconds": train_seconds, "eval_acc": eval_acc, "eval_exact": eval_exact, "updates": updates}))
+    print(
+        json.dumps(
+            {
+                "train_seconds": train_seconds,
+                "eval_acc": eval_acc,
+                "eval_exact": eval_exact,
+                "updates": updates,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

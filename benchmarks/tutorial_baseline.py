@@ -1,4 +1,4 @@
-"""The tutorial's programs as it runs them, ported to Keras 3: the baseline echo is measured against.
+"""The tutorial's programs as it runs them, ported to Keras 3: echo's baseline.
 
 One `model.fit` per random sequence (verbose off), one-hot inputs framed with pandas shifts,
 state reset by hand after each sequence. Prints one JSON line: train_seconds, eval_acc and
@@ -66,7 +66,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("program", choices=sorted(PROGRAMS))
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--sequences", type=int, help="train on this many (default: the tutorial's)")
+    parser.add_argument(
+        "--sequences", type=int, help="train on this many (default: the tutorial's)"
+    )
     args = parser.parse_args()
     n_out, _, batch_size, sequences = PROGRAMS[args.program]
     sequences = args.sequences or sequences
@@ -88,7 +90,15 @@ def main() -> None:
         reset_states(model)
         right.append(y.argmax(-1) == yhat.argmax(-1))
     right = np.concatenate(right)
-    print(json.dumps({"train_seconds": train_seconds, "eval_acc": right.mean(), "eval_exact": right.all(-1).mean()}))
+    print(
+        json.dumps(
+            {
+                "train_seconds": train_seconds,
+                "eval_acc": right.mean(),
+                "eval_exact": right.all(-1).mean(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,15 @@ from echo.store import anchored, check_reachable, tracking_uri
 
 FAILED_MARKER = "FAILED"  # what a failed job leaves in its output folder, with the reason
 SWEEP_ENV = "ECHO_SWEEP"  # the sweep's parent run id and swept keys, for its jobs
-ONLY_SHOWS = ("help", "hydra_help", "version", "cfg", "info", "shell_completion", "experimental_rerun")
+ONLY_SHOWS = (
+    "help",
+    "hydra_help",
+    "version",
+    "cfg",
+    "info",
+    "shell_completion",
+    "experimental_rerun",
+)
 # TensorFlow's thread pools, read once when its runtime starts in a process.
 TF_THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 # Ray's switch for a single-machine runtime: every Ray process on 127.0.0.1 (Ray otherwise
@@ -40,9 +48,16 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     TrackingUnavailable; then, for a sweep, make the tracking store and the jobs' experiments.
     Commands that only show something pass through."""
     args = get_args_parser().parse_args(argv)
-    modes = [f"--{name}" for name in ("run", "multirun", "cfg", "info", "shell_completion") if getattr(args, name, None)]
+    modes = [
+        f"--{name}"
+        for name in ("run", "multirun", "cfg", "info", "shell_completion")
+        if getattr(args, name, None)
+    ]
     if len(modes) > 1:  # Hydra would refuse this with a traceback
-        raise BadRequest(f"{' and '.join(modes)}: give only one of --run, --multirun, --cfg, --info, --shell-completion")
+        raise BadRequest(
+            f"{' and '.join(modes)}: give only one of --run, --multirun, --cfg, --info, "
+            "--shell-completion"
+        )
     if any(getattr(args, name, None) for name in ONLY_SHOWS):
         return
     check_reachable(tracking_uri())
@@ -56,7 +71,9 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         # is fixed, and leave the drawn values to each job's own check.
         jobs = [[o.input_line for o in overrides if not o.is_sweep_override()]]
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        configs = [to_echo_config(compose(args.config_name or "config", overrides=job)) for job in jobs]
+        configs = [
+            to_echo_config(compose(args.config_name or "config", overrides=job)) for job in jobs
+        ]
     if args.multirun:
         from echo import tracking
 
@@ -86,7 +103,9 @@ def job_environment(config: DictConfig, job_env: dict[str, str]) -> None:
         # One job per core, one TensorFlow thread per job: these small models gain less from
         # a second thread than a second job gains from a core of its own.
         n_jobs = int(launcher.get("n_jobs") or -1)
-        parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's reading of -1, -2, ...
+        parallel = (
+            n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+        )  # joblib's reading of -1, -2, ...
         threads = str(max(1, cores // parallel))
         for name in TF_THREADS:
             os.environ.setdefault(name, threads)
@@ -128,7 +147,11 @@ class EchoCallback(Callback):
         from echo import tracking
 
         overrides = list(config.hydra.overrides.task)
-        parent = tracking.start_sweep(config.mlflow.experiment, overrides, {"echo.hydra_sweep_dir": str(config.hydra.sweep.dir)})
+        parent = tracking.start_sweep(
+            config.mlflow.experiment,
+            overrides,
+            {"echo.hydra_sweep_dir": str(config.hydra.sweep.dir)},
+        )
         os.environ[SWEEP_ENV] = json.dumps({"parent_run_id": parent, "keys": swept_keys(config)})
         # Hydra makes the launcher from this same config after this callback returns.
         job_environment(config, {SWEEP_ENV: os.environ[SWEEP_ENV]})

@@ -1,16 +1,17 @@
 """The typed config: what `conf/` must compose into, and the rules a type cannot express.
 
 `conf/config.yaml` starts from this schema (registered by echo.train), so Hydra merges the YAML
-onto these dataclasses and a misspelt key or a value of the wrong type fails at composition. `validate` then checks the cross-field rules. Both happen
+onto these dataclasses and a misspelt key or a value of the wrong type fails at composition.
+`validate` then checks the cross-field rules. Both happen
 before TensorFlow or MLflow are imported and before any run exists.
 """
 
 from __future__ import annotations
 
 import math
-from operator import attrgetter
 from dataclasses import dataclass, field
 from enum import Enum
+from operator import attrgetter
 from typing import Optional, TypeVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -169,7 +170,11 @@ def to_echo_config(cfg: DictConfig) -> EchoConfig:
     # The groups are typed, so a stray key inside one fails at composition; one added at the
     # top level (+foo=1) would slip through to_object unnoticed.
     for key in set(cfg) - set(EchoConfig.__dataclass_fields__):
-        raise ConfigError(key, cfg[key], f"no such key; the config has {', '.join(EchoConfig.__dataclass_fields__)}")
+        raise ConfigError(
+            key,
+            cfg[key],
+            f"no such key; the config has {', '.join(EchoConfig.__dataclass_fields__)}",
+        )
     echo_cfg = OmegaConf.to_object(cfg)
     assert isinstance(echo_cfg, EchoConfig), "conf/config.yaml must start from echo_schema"
     return validate(echo_cfg)
@@ -181,7 +186,11 @@ def flat_params(cfg: EchoConfig) -> dict[str, object]:
 
     def walk(node: object, prefix: str) -> dict[str, object]:
         if isinstance(node, dict):
-            return {k: v for key, child in node.items() for k, v in walk(child, f"{prefix}{key}.").items()}
+            return {
+                k: v
+                for key, child in node.items()
+                for k, v in walk(child, f"{prefix}{key}.").items()
+            }
         return {prefix[:-1]: node}
 
     return walk(container, "")
@@ -195,8 +204,12 @@ def parse_key_values(schema: type[T], argv: list[str]) -> T:
     try:
         given = OmegaConf.from_cli(argv)
     except Exception as err:  # noqa: BLE001 - YAML's own errors, for values it cannot read
-        raise BadRequest(f"arguments {' '.join(argv)}: not key=value pairs ({str(err).splitlines()[0]})") from None
+        raise BadRequest(
+            f"arguments {' '.join(argv)}: not key=value pairs ({str(err).splitlines()[0]})"
+        ) from None
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), given))
     except OmegaConfBaseException as err:
-        raise BadRequest(f"{getattr(err, 'full_key', '') or 'arguments'}: {str(err).splitlines()[0]}") from None
+        raise BadRequest(
+            f"{getattr(err, 'full_key', '') or 'arguments'}: {str(err).splitlines()[0]}"
+        ) from None

@@ -19,7 +19,9 @@ STREAMS = ("train", "validation", "test")
 
 def streams(seed: int) -> dict[str, np.random.Generator]:
     children = np.random.SeedSequence(seed).spawn(len(STREAMS))
-    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
+    return {
+        name: np.random.default_rng(child) for name, child in zip(STREAMS, children, strict=True)
+    }
 
 
 def generate_sequences(rng: np.random.Generator, count: int, data: DataConfig) -> np.ndarray:
@@ -37,7 +39,9 @@ def one_hot_decode(encoded: np.ndarray) -> np.ndarray:
     return np.asarray(encoded).argmax(axis=-1)
 
 
-def frame_windows(sequences: np.ndarray, n_in: int, n_out: int, pad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def frame_windows(
+    sequences: np.ndarray, n_in: int, n_out: int, pad: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Frame sequences [..., length] as X [..., windows, n_in] and y [..., windows, n_out].
 
     Window t is values t..t+n_in-1, oldest first; y is the oldest n_out of them. The tutorial's
@@ -53,8 +57,12 @@ def frame_windows(sequences: np.ndarray, n_in: int, n_out: int, pad: bool = Fals
     return windows, windows[..., :n_out]
 
 
-def sample_windows(rng: np.random.Generator, count: int, data: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def sample_windows(
+    rng: np.random.Generator, count: int, data: DataConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """`count` fresh sequences framed as X [count, windows, n_in], y [count, windows, n_out]."""
-    X, y = frame_windows(generate_sequences(rng, count, data), data.n_in, data.n_out, data.pad_incomplete)
+    X, y = frame_windows(
+        generate_sequences(rng, count, data), data.n_in, data.n_out, data.pad_incomplete
+    )
     # Contiguous copies: the views share memory with the sequences and cannot be reshaped.
     return np.ascontiguousarray(X), np.ascontiguousarray(y)

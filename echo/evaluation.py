@@ -30,24 +30,32 @@ class Predictor:
         self.model, self.readout = model, readout
         self.states = state_variables(model)
         self.batch_size = model.inputs[0].shape[0] if self.states else None
-        # Any number of sequences, traced once: tracing costs more than scoring thousands of windows.
+        # Any number of sequences, traced once: tracing costs more than scoring thousands of
+        # windows.
         signature = (
             tf.TensorSpec([None, self.batch_size, model.inputs[0].shape[-1]], tf.int32),
             tf.TensorSpec([None], tf.float32),
         )
         # Graph ops rather than Python for AutoGraph to rewrite, as in Trainer: faster to trace.
         self._predict = tf.function(
-            self._predict_batches, input_signature=signature, jit_compile=jit_compile, autograph=False
+            self._predict_batches,
+            input_signature=signature,
+            jit_compile=jit_compile,
+            autograph=False,
         )
 
     def _predict_batches(self, batches, keep):
         def step(i, echoes):
             for variable in self.states:
                 variable.assign(variable * keep[i])
-            return i + 1, echoes.write(i, self.readout.decode(self.model(batches[i], training=False)))
+            return i + 1, echoes.write(
+                i, self.readout.decode(self.model(batches[i], training=False))
+            )
 
         n = tf.shape(batches)[0]
-        _, echoes = tf.while_loop(lambda i, _: i < n, step, (tf.constant(0), tf.TensorArray(tf.int32, size=n)))
+        _, echoes = tf.while_loop(
+            lambda i, _: i < n, step, (tf.constant(0), tf.TensorArray(tf.int32, size=n))
+        )
         return echoes.stack()
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
@@ -94,7 +102,9 @@ def score(expected: np.ndarray, echoed: np.ndarray) -> Scores:
     )
 
 
-def check_target(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray, target: float) -> Scores:
+def check_target(
+    predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray, target: float
+) -> Scores:
     """Scores of `predict`'s echoes of sequences X [sequences, windows, n_in], computed only as
     far as deciding whether their eval_exact reaches `target`.
 
@@ -105,6 +115,8 @@ def check_target(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: 
     if part:
         first = score(y[:part], predict(X[:part]))
         windows = int(has_echo(y).sum())
-        if (windows - first.misses) / windows < target:  # the whole's best case, computed as eval_exact is
+        if (
+            windows - first.misses
+        ) / windows < target:  # the whole's best case, computed as eval_exact is
             return first
     return score(y, predict(X))

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
 # Figures are only saved, never shown: matplotlib's Figure alone, without pyplot and its GUI
 # backends, which would add about a second to every run's start.
 from matplotlib.figure import Figure
@@ -27,7 +28,12 @@ def position_accuracy(accuracy: Sequence[float]):
     axes = figure.subplots()
     positions = np.arange(1, len(accuracy) + 1)
     axes.bar(positions, accuracy)
-    axes.set(xlabel="echoed position (1 = oldest)", ylabel="held-out accuracy", ylim=(0, 1.02), xticks=positions)
+    axes.set(
+        xlabel="echoed position (1 = oldest)",
+        ylabel="held-out accuracy",
+        ylim=(0, 1.02),
+        xticks=positions,
+    )
     return figure
 
 
@@ -43,7 +49,7 @@ def sweep_chart(results: pd.DataFrame, keys: Sequence[str], metric: str = "eval_
     groups = results.groupby(series_keys) if series_keys else [((), results)]
     for label, group in groups:
         group = group.sort_values(x_key)
-        name = ", ".join(f"{k}={v}" for k, v in zip(series_keys, np.atleast_1d(label)))
+        name = ", ".join(f"{k}={v}" for k, v in zip(series_keys, np.atleast_1d(label), strict=True))
         axes.plot(group[x_key], group[metric], marker="o", label=name or None)
     axes.set(xlabel=x_key, ylabel=metric, ylim=(-0.02, 1.02), title=f"{metric} across the sweep")
     if series_keys:
@@ -57,10 +63,15 @@ def preset_comparison(runs: pd.DataFrame, presets: Sequence[str]):
     figure = Figure(figsize=(8, 3.2), layout="constrained")
     skill, cost = figure.subplots(1, 2)
     positions = np.arange(len(presets))
-    for axes, metric, label in ((skill, "eval_exact", "held-out exact echoes"), (cost, "train_seconds", "training seconds")):
-        values = [runs.loc[runs["preset"] == preset, metric].to_numpy(dtype=float) for preset in presets]
+    for axes, metric, label in (
+        (skill, "eval_exact", "held-out exact echoes"),
+        (cost, "train_seconds", "training seconds"),
+    ):
+        values = [
+            runs.loc[runs["preset"] == preset, metric].to_numpy(dtype=float) for preset in presets
+        ]
         axes.bar(positions, [v.mean() if len(v) else np.nan for v in values], color="#c6d7ea")
-        for x, v in zip(positions, values):
+        for x, v in zip(positions, values, strict=True):
             axes.plot(np.full(len(v), x), v, "o", color="#1f4e79", markersize=4)
         axes.set(ylabel=label, xticks=positions)
         axes.set_xticklabels(presets, rotation=20, ha="right")

@@ -92,7 +92,9 @@ def build_model(model: ModelConfig, data: DataConfig, batch_size: int | None) ->
     elif kind == ModelKind.attention:
         # encdec, with each decoder step also reading a weighted mix of the encoder's outputs:
         # the decoder need not squeeze the whole window through one vector.
-        steps, last = layers.LSTM(return_sequences=True, return_state=True, name="encoder", **lstm)(x)[:2]
+        steps, last = layers.LSTM(return_sequences=True, return_state=True, name="encoder", **lstm)(
+            x
+        )[:2]
         x = layers.RepeatVector(data.n_out, name="repeat")(last)
         x = layers.LSTM(return_sequences=True, name="decoder", **lstm)(x)
         context = layers.Attention(name="attention")([x, steps])
@@ -115,7 +117,9 @@ def build_model(model: ModelConfig, data: DataConfig, batch_size: int | None) ->
     elif vector_output:
         echo = layers.Softmax(name="echo")(x)
     else:
-        echo = layers.TimeDistributed(layers.Dense(data.n_unique, activation="softmax"), name="echo")(x)
+        echo = layers.TimeDistributed(
+            layers.Dense(data.n_unique, activation="softmax"), name="echo"
+        )(x)
     return keras.Model(windows, echo, name=kind.value)
 
 

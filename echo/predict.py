@@ -30,7 +30,9 @@ class PredictConfig:
 def parse(argv: list[str]) -> PredictConfig:
     request = parse_key_values(PredictConfig, argv)
     if (request.sequences is None) == (request.sequence is None):
-        raise BadRequest("give either sequences=[[...], ...] (windows) or sequence=[...] (one sequence)")
+        raise BadRequest(
+            "give either sequences=[[...], ...] (windows) or sequence=[...] (one sequence)"
+        )
     return request
 
 
@@ -45,11 +47,16 @@ def check(request: PredictConfig, cfg: EchoConfig) -> list[list[int]]:
         sequences, key = request.sequences, "sequences"
         for window in sequences:
             if len(window) != n_in:
-                raise BadRequest(f"sequences: window {window} has {len(window)} values; the model takes data.n_in={n_in}")
+                raise BadRequest(
+                    f"sequences: window {window} has {len(window)} values; the model takes "
+                    f"data.n_in={n_in}"
+                )
     for values in sequences:
         for value in values:
             if not 0 <= value < n_unique:
-                raise BadRequest(f"{key}: value {value} is outside 0..{n_unique - 1} (data.n_unique={n_unique})")
+                raise BadRequest(
+                    f"{key}: value {value} is outside 0..{n_unique - 1} (data.n_unique={n_unique})"
+                )
     return sequences
 
 
@@ -65,7 +72,12 @@ def echo_sequences(model, cfg: EchoConfig, sequences: list[list[int]]) -> list[l
     predict = Predictor(model, readout_for(cfg.model, cfg.data), jit_compile=False)
     batch_size = predict.batch_size or 1
     for sequence in sequences:
-        X, _ = frame_windows(np.asarray(sequence, dtype=np.int32), cfg.data.n_in, cfg.data.n_out, cfg.data.pad_incomplete)
+        X, _ = frame_windows(
+            np.asarray(sequence, dtype=np.int32),
+            cfg.data.n_in,
+            cfg.data.n_out,
+            cfg.data.pad_incomplete,
+        )
         windows = len(X)
         # A stateful model takes whole batches: pad the windows at the end, where the padding
         # cannot reach the real windows' state, and drop its echoes.
@@ -83,6 +95,7 @@ def main(argv: list[str]) -> None:
     cfg = to_echo_config(OmegaConf.merge(OmegaConf.structured(EchoConfig), saved))
     sequences = check(request, cfg)
     from echo.models import build_model  # TensorFlow, once the request is known to be good
+
     # Rebuilt from the run's config, with the logged weights: the same model, whatever Keras
     # version saved it, and nothing in the artifact is run as code.
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)

@@ -43,7 +43,11 @@ def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     for metric in METRICS:
         table[metric] = runs.get(f"metrics.{metric}")
     table["run_id"] = runs["run_id"]
-    table = table.sort_values(["eval_exact", "epochs_to_target", "train_seconds"], ascending=[False, True, True], na_position="last")
+    table = table.sort_values(
+        ["eval_exact", "epochs_to_target", "train_seconds"],
+        ascending=[False, True, True],
+        na_position="last",
+    )
     return table.reset_index(drop=True), [c.removeprefix("params.") for c in varied]
 
 

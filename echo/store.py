@@ -36,7 +36,9 @@ def without_credentials(uri: str) -> str:
     parts = urllib.parse.urlsplit(uri)
     if not (parts.username or parts.password):
         return uri
-    return urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    return urllib.parse.urlunsplit(
+        parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+    )
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
@@ -49,4 +51,7 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
         return  # it answered: reachable, whatever it thinks of /health
     except OSError as err:
         reason = getattr(err, "reason", err)
-        raise TrackingUnavailable(f"MLFLOW_TRACKING_URI={without_credentials(uri)}: cannot reach the tracking server ({reason})")
+        raise TrackingUnavailable(
+            f"MLFLOW_TRACKING_URI={without_credentials(uri)}: cannot reach the tracking server "
+            f"({reason})"
+        ) from None

@@ -1,15 +1,14 @@
 """`python -m echo.study`: answer the tutorial's open questions with a multi-seed sweep.
 
-    python -m echo.study                          # every preset, seeds 1..5; writes experiments/RESULTS.md
+    python -m echo.study                  # every preset, seeds 1..5; writes experiments/RESULTS.md
     python -m echo.study seeds=5 'presets=[tutorial_seq2seq,stateless]'
     python -m echo.study sweep=PARENT_RUN_ID      # rewrite the document from a finished study
     python -m echo.study seeds=1 'overrides=[trainer.epochs=3]' output=dry_run.md   # a dry run
 
-It runs the presets of experiments/ as ONE multirun of echo.train (`experiment=... trainer.seed=...`),
-one job after another so that their training times compare, then reads the runs back from
-MLflow and writes a document: per question, a table of mean and spread over the seeds, a chart,
-and an answer whose every figure comes from that table.
-"""
+It runs the presets of experiments/ as ONE multirun of echo.train (`experiment=...
+trainer.seed=...`), one job after another so that their training times compare, then reads the
+runs back from MLflow and writes a document: per question, a table of mean and spread over the
+seeds, a chart, and an answer whose every figure comes from that table."""
 
 from __future__ import annotations
 
@@ -27,7 +26,14 @@ from echo.config import parse_key_values
 from echo.errors import BadRequest, EchoError, run_command
 
 REPO = Path(__file__).resolve().parent.parent
-METRICS = ("eval_acc", "eval_exact", "epochs_to_target", "epochs_trained", "train_seconds", "parameters")
+METRICS = (
+    "eval_acc",
+    "eval_exact",
+    "epochs_to_target",
+    "epochs_trained",
+    "train_seconds",
+    "parameters",
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class Question:
     title: str
     asks: str  # the question as the tutorial leaves it
     presets: tuple[str, ...]  # the first is the one the others are compared with
-    answer: Callable[["Stats"], str]
+    answer: Callable[[Stats], str]
 
 
 class Stats:
@@ -88,7 +94,10 @@ def _more_or_less(a: float, b: float, tolerance: float) -> str:
 
 def answer_claims(s: Stats) -> str:
     lines = []
-    for preset, program in (("tutorial_seq2seq", "first program"), ("tutorial_encdec", "second program")):
+    for preset, program in (
+        ("tutorial_seq2seq", "first program"),
+        ("tutorial_encdec", "second program"),
+    ):
         runs = s.of(preset)
         perfect = int((runs["eval_acc"] == 1.0).sum())
         lines.append(
@@ -102,14 +111,17 @@ def answer_claims(s: Stats) -> str:
         lines.append('The claim of 100% "pretty much every time" holds on these seeds.')
     elif all((runs["eval_acc"] >= 0.99).all() for runs in programs):
         lines.append(
-            'So the claim of 100% "pretty much every time" holds only approximately: every seed comes '
-            "within 1% of it, but held-out data shows errors that the tutorial's check on one sequence "
+            'So the claim of 100% "pretty much every time" holds only approximately: every seed '
+            "comes "
+            "within 1% of it, but held-out data shows errors that the tutorial's check on one "
+            "sequence "
             "of 21 windows can miss."
         )
     else:
         lines.append('So the claim of 100% "pretty much every time" does not hold on these seeds.')
     lines.append(
-        f"encdec_fast, which trains to a target instead of for 5,000 sequences, {_to_target(s, 'encdec_fast')}, "
+        "encdec_fast, which trains to a target instead of for 5,000 sequences, "
+        f"{_to_target(s, 'encdec_fast')}, "
         f"with {s.pct('encdec_fast')} held-out exact echoes."
     )
     return " ".join(lines)
@@ -122,7 +134,8 @@ def answer_linear(s: Stats) -> str:
         f"{s.pct(linear)} of held-out windows exactly against {s.pct(base)} for one-hot, and "
         f"{s.pct(linear, 'eval_acc')} of values against {s.pct(base, 'eval_acc')}. It has "
         f"{_times(s.mean(linear, 'parameters'), s.mean(base, 'parameters'))} the weights "
-        f"({s.mean(linear, 'parameters'):,.0f} against {s.mean(base, 'parameters'):,.0f}), but rounding a "
+        f"({s.mean(linear, 'parameters'):,.0f} against {s.mean(base, 'parameters'):,.0f}), but "
+        "rounding a "
         f"regression back to one of 100 integers leaves a margin of 0.5/99 per value: "
         + (
             "within this budget it does not reach the one-hot model's skill."
@@ -136,32 +149,43 @@ def answer_masked(s: Stats) -> str:
     base, masked = "tutorial_seq2seq", "masked"
     return (
         f"Keeping the padded windows gives 25 windows per sequence instead of 21, and with them "
-        f"{s.pct(masked)} exact echoes against {s.pct(base)} without (values: {s.pct(masked, 'eval_acc')} "
-        f"against {s.pct(base, 'eval_acc')}), in {s.mean(masked, 'train_seconds'):.1f} s of training against "
-        f"{s.mean(base, 'train_seconds'):.1f} s. Masked held-out scores count the real values only, padded "
-        f"windows included, so the masked model is also judged on the first values of each sequence, "
+        f"{s.pct(masked)} exact echoes against {s.pct(base)} without (values: "
+        f"{s.pct(masked, 'eval_acc')} "
+        f"against {s.pct(base, 'eval_acc')}), in {s.mean(masked, 'train_seconds'):.1f} s of "
+        "training against "
+        f"{s.mean(base, 'train_seconds'):.1f} s. Masked held-out scores count the real values "
+        "only, padded "
+        "windows included, so the masked model is also judged on the first values of each "
+        "sequence, "
         f"which the tutorial never asks it to echo. Skill is "
-        f"{_more_or_less(s.mean(masked, 'eval_exact'), s.mean(base, 'eval_exact'), 0.01)} the tutorial's."
+        f"{_more_or_less(s.mean(masked, 'eval_exact'), s.mean(base, 'eval_exact'), 0.01)} the "
+        "tutorial's."
     )
 
 
 def answer_longer(s: Stats) -> str:
     presets = (("encdec_fast", "2 of 5"), ("longer", "5 of 10"), ("longest", "10 of 15"))
     parts = [
-        f"echoing {what} values with {s.mean(p, 'units'):.0f} units ({s.mean(p, 'parameters'):,.0f} weights), "
-        f"batches of {s.mean(p, 'batch_size'):.0f} windows and a learning rate of {s.mean(p, 'learning_rate'):g}, "
+        f"echoing {what} values with {s.mean(p, 'units'):.0f} units "
+        f"({s.mean(p, 'parameters'):,.0f} weights), "
+        f"batches of {s.mean(p, 'batch_size'):.0f} windows and a learning rate of "
+        f"{s.mean(p, 'learning_rate'):g}, "
         f"it {_to_target(s, p)}, for {s.pct(p)} held-out exact echoes"
         for p, what in presets
     ]
     longer = _times(s.mean("longer", "epochs_to_target"), s.mean("encdec_fast", "epochs_to_target"))
     ending = "."
     if s.reached("longest") < s.count("longest"):
-        ending = f", and {s.of('longest')['epochs_trained'].max():,.0f} sequences were not enough for 10 of 15."
+        most = s.of("longest")["epochs_trained"].max()
+        ending = f", and {most:,.0f} sequences were not enough for 10 of 15."
     return (
         f"With a stateless encoder-decoder (RepeatVector) trained to a target: {'; '.join(parts)}. "
-        f"The echo of 5 of 10 values took {longer} the sequences of the echo of 2 of 5{ending} Longer echoes "
-        f"need more training, as the tutorial expects. The presets differ in units, batch size and learning "
-        f"rate as well as in length, and do not measure how few units, or which batch size and rate, each "
+        f"The echo of 5 of 10 values took {longer} the sequences of the echo of 2 of 5{ending} "
+        "Longer echoes "
+        "need more training, as the tutorial expects. The presets differ in units, batch size "
+        "and learning "
+        "rate as well as in length, and do not measure how few units, or which batch size and "
+        "rate, each "
         f"length needs."
     )
 
@@ -172,16 +196,21 @@ def answer_stateless(s: Stats) -> str:
     verdict = (
         "little to no change, as the tutorial expects"
         if abs(change) <= 0.01
-        else ("better" if change > 0 else "worse") + f" by {100 * abs(change):.1f} points of exact echoes, "
+        else ("better" if change > 0 else "worse")
+        + f" by {100 * abs(change):.1f} points of exact echoes, "
         "not the little to no change the tutorial expects"
     )
     return (
-        f"A stateless LSTM updated after every window echoes {s.pct(stateless)} of held-out windows "
-        f"exactly against {s.pct(base)} for the stateful tutorial regime: {verdict}. It makes 7 times as "
-        f"many weight updates (21 against 3 per sequence) and trains in {s.mean(stateless, 'train_seconds'):.1f} s "
+        f"A stateless LSTM updated after every window echoes {s.pct(stateless)} of held-out "
+        "windows "
+        f"exactly against {s.pct(base)} for the stateful tutorial regime: {verdict}. It makes 7 "
+        "times as "
+        "many weight updates (21 against 3 per sequence) and trains in "
+        f"{s.mean(stateless, 'train_seconds'):.1f} s "
         f"against {s.mean(base, 'train_seconds'):.1f} s."
         + (
-            " Each window holds every value its echo needs, so state carried from window to window has "
+            " Each window holds every value its echo needs, so state carried from window to "
+            "window has "
             "nothing to add."
             if abs(change) <= 0.01
             else ""
@@ -192,18 +221,26 @@ def answer_stateless(s: Stats) -> str:
 def answer_topologies(s: Stats) -> str:
     base = "tutorial_encdec"
     parts = [
-        f"{name} echoes {s.pct(name)} of held-out windows exactly ({s.mean(name, 'parameters'):,.0f} weights)"
+        f"{name} echoes {s.pct(name)} of held-out windows exactly "
+        f"({s.mean(name, 'parameters'):,.0f} weights)"
         for name in ("one_to_one", "many_to_one")
     ]
-    worse = [n for n in ("one_to_one", "many_to_one") if s.mean(n, "eval_exact") < s.mean(base, "eval_exact") - 0.01]
+    worse = [
+        n
+        for n in ("one_to_one", "many_to_one")
+        if s.mean(n, "eval_exact") < s.mean(base, "eval_exact") - 0.01
+    ]
     return (
-        f"With the tutorial's {s.mean(base, 'units'):.0f} units and 5,000 sequences, {parts[0]} and {parts[1]}, against "
+        f"With the tutorial's {s.mean(base, 'units'):.0f} units and 5,000 sequences, {parts[0]} "
+        f"and {parts[1]}, against "
         f"{s.pct(base)} for the encoder-decoder ({s.mean(base, 'parameters'):,.0f} weights). "
         + (
-            f"{' and '.join(worse)} fall short within the same budget, as the tutorial expects: they "
+            f"{' and '.join(worse)} fall short within the same budget, as the tutorial expects: "
+            "they "
             "would need a larger network or longer training."
             if worse
-            else "Neither falls short within the same budget: the tutorial's expectation that they need a "
+            else "Neither falls short within the same budget: the tutorial's expectation that they "
+            "need a "
             "larger network or longer training is not borne out here."
         )
     )
@@ -212,11 +249,14 @@ def answer_topologies(s: Stats) -> str:
 def answer_attention(s: Stats) -> str:
     base, attention = "longest", "attention"
     return (
-        f"On the longest echo (10 of 15 values), the decoder that attends over the encoder's outputs "
+        "On the longest echo (10 of 15 values), the decoder that attends over the encoder's "
+        "outputs "
         f"{_to_target(s, attention)}, and echoes {s.pct(attention)} of held-out windows exactly. "
         f"RepeatVector alone, with the same units and budget, {_to_target(s, base)}, and echoes "
-        f"{s.pct(base)} exactly. Attention adds {s.mean(attention, 'parameters') - s.mean(base, 'parameters'):,.0f} "
-        f"weights to {s.mean(base, 'parameters'):,.0f}: the decoder no longer has to read the whole window "
+        f"{s.pct(base)} exactly. Attention adds "
+        f"{s.mean(attention, 'parameters') - s.mean(base, 'parameters'):,.0f} "
+        f"weights to {s.mean(base, 'parameters'):,.0f}: the decoder no longer has to read the "
+        "whole window "
         f"from one vector."
     )
 
@@ -225,14 +265,16 @@ QUESTIONS = (
     Question(
         "claims",
         "The tutorial's claims",
-        'Both programs "converge to 100% accuracy pretty much every time". Do they, on held-out data?',
+        'Both programs "converge to 100% accuracy pretty much every time". Do they, on held-out '
+        "data?",
         ("tutorial_seq2seq", "tutorial_encdec", "encdec_fast"),
         answer_claims,
     ),
     Question(
         "linear",
         "1. Linear representation",
-        "Scale the integers to 0..1 and echo by regression: how do skill, network size and training change?",
+        "Scale the integers to 0..1 and echo by regression: how do skill, network size and "
+        "training change?",
         ("tutorial_encdec", "linear"),
         answer_linear,
     ),
@@ -260,14 +302,16 @@ QUESTIONS = (
     Question(
         "topologies",
         "5. One-to-one and many-to-one",
-        "Timesteps as features, or the echo as one vector: do they need a larger network and longer training?",
+        "Timesteps as features, or the echo as one vector: do they need a larger network and "
+        "longer training?",
         ("tutorial_encdec", "one_to_one", "many_to_one"),
         answer_topologies,
     ),
     Question(
         "attention",
         "Beyond the tutorial: attention",
-        "Does a decoder that attends over the encoder's outputs hold up on long echoes, where RepeatVector fails?",
+        "Does a decoder that attends over the encoder's outputs hold up on long echoes, where "
+        "RepeatVector fails?",
         ("longest", "attention"),
         answer_attention,
     ),
@@ -290,7 +334,9 @@ def check(request: StudyConfig) -> StudyConfig:
     known = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
     for preset in request.presets:
         if preset not in known:
-            raise BadRequest(f"presets: no preset {preset!r} in experiments/; choose from {', '.join(known)}")
+            raise BadRequest(
+                f"presets: no preset {preset!r} in experiments/; choose from {', '.join(known)}"
+            )
     if request.seeds < 1:
         raise BadRequest(f"seeds={request.seeds}: must be >= 1")
     return request
@@ -338,11 +384,16 @@ def collect(parent_run_id: str) -> pd.DataFrame:
             "units": pd.to_numeric(runs["params.model.units"]),
             "batch_size": pd.to_numeric(runs["params.trainer.batch_size"]),
             "learning_rate": pd.to_numeric(runs["params.trainer.learning_rate"]),
-            "target_exact": pd.to_numeric(runs["params.trainer.target_exact"], errors="coerce"),  # "None": no target
+            "target_exact": pd.to_numeric(
+                runs["params.trainer.target_exact"], errors="coerce"
+            ),  # "None": no target
             "cpu_count": runs.get("tags.echo.cpu_count"),
             "gpus": runs.get("tags.echo.gpus"),
             "status": runs["status"],
-            **{m: pd.to_numeric(runs.get(f"metrics.{m}", pd.Series(np.nan, index=runs.index))) for m in METRICS},
+            **{
+                m: pd.to_numeric(runs.get(f"metrics.{m}", pd.Series(np.nan, index=runs.index)))
+                for m in METRICS
+            },
         }
     )
     return table.sort_values(["preset", "seed"]).reset_index(drop=True)
@@ -378,7 +429,8 @@ def question_table(s: Stats, question: Question) -> str:
         if runs["epochs_to_target"].notna().any() and runs["epochs_to_target"].isna().any():
             target += f" ({s.reached(preset)} of {len(runs)} reached)"
         rows.append(
-            f"| {preset} | {len(runs)} | {_spread(runs['eval_acc'], 2, True)} | {_spread(runs['eval_exact'], 2, True)} "
+            f"| {preset} | {len(runs)} | {_spread(runs['eval_acc'], 2, True)} | "
+            f"{_spread(runs['eval_exact'], 2, True)} "
             f"| {target} | {_spread(runs['train_seconds'], 1)} | {runs['parameters'].max():,.0f} |"
         )
     return "\n".join(rows)
@@ -397,22 +449,30 @@ def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig)
     lines = [
         "# What the tutorial left open, measured",
         "",
-        "Generated by `python -m echo.study`; do not edit by hand. Regenerate the whole study with that",
-        f"command, or only this document from its runs with `python -m echo.study sweep={parent_run_id}`.",
+        "Generated by `python -m echo.study`; do not edit by hand. Regenerate the whole study "
+        "with that",
+        "command, or only this document from its runs with `python -m echo.study "
+        f"sweep={parent_run_id}`.",
         "",
         f"- Run on {started:%Y-%m-%d}, on a machine with {_machine(runs)}"
         + (f"; the sweep took {minutes:.0f} minutes." if minutes is not None else "."),
         f"- {len(runs)} runs: {len(runs['preset'].unique())} presets of `experiments/` x seeds "
-        f"{', '.join(str(int(x)) for x in sorted(runs['seed'].unique()))}, one after another in one process "
+        f"{', '.join(str(int(x)) for x in sorted(runs['seed'].unique()))}, one after another in "
+        "one process "
         f"(MLflow experiment `{experiment}`, sweep run `{parent_run_id}`).",
-        "- Held-out scores come from fresh sequences no run trained on: `eval_acc` counts echoed values, "
+        "- Held-out scores come from fresh sequences no run trained on: `eval_acc` counts echoed "
+        "values, "
         "`eval_exact` whole windows. Tables give mean ± standard deviation over the seeds; "
         "`epochs_to_target` is the sequences trained until the fraction `trainer.target_exact` of "
         "validation windows was echoed exactly (only presets that set it).",
-        "- `train_seconds` is wall time on a shared machine: compare it within a table, not across machines.",
+        "- `train_seconds` is wall time on a shared machine: compare it within a table, not "
+        "across machines.",
     ]
     if len(failed):
-        lines.append(f"- Failed runs, left out of the tables: {', '.join(f'{r.preset} seed {r.seed:.0f}' for r in failed.itertuples())}.")
+        lines.append(
+            "- Failed runs, left out of the tables: "
+            f"{', '.join(f'{r.preset} seed {r.seed:.0f}' for r in failed.itertuples())}."
+        )
     for question in QUESTIONS:
         present = [p for p in question.presets if s.count(p)]
         if len(present) < len(question.presets):
@@ -428,7 +488,9 @@ def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig)
             "",
             question_table(s, question),
             "",
-            f"![{question.title}](results/{chart.name})" if chart.parent.parent == output.parent else f"![{question.title}]({chart})",
+            f"![{question.title}](results/{chart.name})"
+            if chart.parent.parent == output.parent
+            else f"![{question.title}]({chart})",
             "",
             question.answer(s),
         ]

@@ -25,7 +25,13 @@ from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
 from echo.errors import Interrupted, UnknownRun
-from echo.store import PARENT_TAG, RESULT_METRICS, check_reachable, tracking_uri, without_credentials
+from echo.store import (
+    PARENT_TAG,
+    RESULT_METRICS,
+    check_reachable,
+    tracking_uri,
+    without_credentials,
+)
 
 if TYPE_CHECKING:
     from echo.trainer import History
@@ -65,7 +71,9 @@ def start_sweep(experiment: str, overrides: list[str], tags: dict[str, str]) -> 
     return run.info.run_id
 
 
-def finish_sweep(parent_run_id: str, swept_keys: list[str], failed_jobs: list[str] = ()) -> pd.DataFrame:
+def finish_sweep(
+    parent_run_id: str, swept_keys: list[str], failed_jobs: list[str] = ()
+) -> pd.DataFrame:
     """Give the parent run the sweep's results table, its best job and a chart; end it, FAILED
     if any job failed (`failed_jobs`: why, one line each, for jobs that may have no run)."""
     from echo import figures
@@ -73,7 +81,9 @@ def finish_sweep(parent_run_id: str, swept_keys: list[str], failed_jobs: list[st
     client = MlflowClient(tracking_uri())
     parent = client.get_run(parent_run_id)
     children = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        max_results=10000,
     )
     results = pd.DataFrame(
         [
@@ -131,7 +141,9 @@ def run_facts(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
     return experiment, datetime.datetime.fromtimestamp(info.start_time / 1000), minutes
 
 
-def runs_frame(experiment: Optional[str] = None, parent_run_id: Optional[str] = None) -> pd.DataFrame:
+def runs_frame(
+    experiment: Optional[str] = None, parent_run_id: Optional[str] = None
+) -> pd.DataFrame:
     """An experiment's runs, or one sweep's jobs, as MLflow's table: params.*, metrics.*, tags.*.
     Sweep parents are left out: they summarise runs, they are not runs of their own."""
     uri = tracking_uri()
@@ -141,12 +153,16 @@ def runs_frame(experiment: Optional[str] = None, parent_run_id: Optional[str] = 
         try:
             experiment_id = client.get_run(parent_run_id).info.experiment_id
         except Exception:  # noqa: BLE001
-            raise UnknownRun(f"sweep={parent_run_id}: no such run in {without_credentials(uri)}") from None
+            raise UnknownRun(
+                f"sweep={parent_run_id}: no such run in {without_credentials(uri)}"
+            ) from None
         query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
     else:
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            raise UnknownRun(f"experiment={experiment}: no such experiment in {without_credentials(uri)}")
+            raise UnknownRun(
+                f"experiment={experiment}: no such experiment in {without_credentials(uri)}"
+            )
         experiment_id, query = found.experiment_id, ""
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs([experiment_id], filter_string=query, max_results=100000)
@@ -175,7 +191,12 @@ class RunLog:
 
     def _keep(self, what: str, err: Exception) -> Path:
         self.fallback_dir.mkdir(parents=True, exist_ok=True)
-        log.warning("could not write %s to MLflow (%s); kept in %s", what, str(err).splitlines()[0], self.fallback_dir)
+        log.warning(
+            "could not write %s to MLflow (%s); kept in %s",
+            what,
+            str(err).splitlines()[0],
+            self.fallback_dir,
+        )
         return self.fallback_dir
 
     def log_history(self, history: History) -> None:
@@ -187,7 +208,7 @@ class RunLog:
         metrics = [
             Metric(key, float(value), now, int(epoch))
             for key, values in (("loss", history.loss), ("acc", history.acc))
-            for epoch, value in zip(history.epoch, values)
+            for epoch, value in zip(history.epoch, values, strict=True)
         ]
         self.pending.append(self.writer.submit(self.client.log_batch, self.run_id, metrics=metrics))
 
@@ -203,7 +224,10 @@ class RunLog:
         if failures and self.curves:
             folder = self._keep("the loss and acc curves", failures[0])
             frame = pd.concat(
-                [pd.DataFrame({"epoch": h.epoch, "loss": h.loss, "acc": h.acc}) for h in self.curves]
+                [
+                    pd.DataFrame({"epoch": h.epoch, "loss": h.loss, "acc": h.acc})
+                    for h in self.curves
+                ]
             )
             frame.to_csv(folder / "curves.csv", index=False)
 
@@ -219,7 +243,9 @@ class RunLog:
         try:
             mlflow.log_metrics(metrics)
         except Exception as err:  # noqa: BLE001
-            (self._keep("the summary metrics", err) / "metrics.json").write_text(json.dumps(metrics, indent=1))
+            (self._keep("the summary metrics", err) / "metrics.json").write_text(
+                json.dumps(metrics, indent=1)
+            )
 
     def set_tags(self, tags: dict[str, str]) -> None:
         try:
@@ -270,7 +296,10 @@ class RunLog:
                     signature=signature,
                     input_example=input_example,
                     # Naming the requirements spares MLflow from re-importing TensorFlow.
-                    pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+                    pip_requirements=[
+                        f"tensorflow=={tf.__version__}",
+                        f"keras=={keras.__version__}",
+                    ],
                 )
                 self.client.log_model_artifacts(logged.model_id, str(folder))
             mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
@@ -286,7 +315,9 @@ class RunLog:
         try:
             mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
         except Exception as err:  # noqa: BLE001
-            shutil.copytree(folder, self._keep("the checkpoint", err) / "checkpoint", dirs_exist_ok=True)
+            shutil.copytree(
+                folder, self._keep("the checkpoint", err) / "checkpoint", dirs_exist_ok=True
+            )
 
 
 def run_config(run_id: str) -> str:
@@ -304,13 +335,19 @@ def run_config(run_id: str) -> str:
 def load_model(run_id: str):
     """The Keras model a run logged, loaded in Keras' safe mode (no code from the artifact)."""
     try:
-        return mlflow.keras.load_model(f"runs:/{run_id}/model", load_model_kwargs={"safe_mode": True})
+        return mlflow.keras.load_model(
+            f"runs:/{run_id}/model", load_model_kwargs={"safe_mode": True}
+        )
     except Exception as err:  # noqa: BLE001
         raise UnknownRun(f"run_id={run_id}: no model logged ({str(err).splitlines()[0]})") from None
 
 
 def download_checkpoint(run_id: str) -> Path:
-    return Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/checkpoint", dst_path=tempfile.mkdtemp()))
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            f"runs:/{run_id}/checkpoint", dst_path=tempfile.mkdtemp()
+        )
+    )
 
 
 @contextmanager
@@ -353,4 +390,9 @@ def start_run(
             try:
                 mlflow.end_run(RunStatus.to_string(status))
             except Exception as err:  # noqa: BLE001 - the store is gone; say so, keep the rest
-                log.warning("could not mark run %s %s in MLflow (%s)", run.info.run_id, RunStatus.to_string(status), err)
+                log.warning(
+                    "could not mark run %s %s in MLflow (%s)",
+                    run.info.run_id,
+                    RunStatus.to_string(status),
+                    err,
+                )

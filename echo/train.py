@@ -24,18 +24,18 @@ from pathlib import Path
 from typing import Iterator
 
 import hydra
+from hydra._internal.utils import get_args_parser
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from hydra._internal.utils import get_args_parser
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from echo.callbacks import FAILED_MARKER, EchoCallback, preflight, sweep_parent
 from echo.config import ConfigError, EchoConfig, flat_params, to_echo_config
 from echo.errors import EchoError, Interrupted, RunFailed, SweepFailed, exit_with
 from echo.store import PARENT_TAG
-from echo.callbacks import FAILED_MARKER, EchoCallback, preflight, sweep_parent
 
 # echo runs from its source tree (installed editable), so conf/ sits beside the package and
 # `python -m echo.train` finds it from any working directory.
@@ -53,7 +53,11 @@ def echoes_table(X, expected, echoed, count: int):
     import pandas as pd
 
     n_in, n_out = X.shape[-1], expected.shape[-1]
-    X, expected, echoed = X.reshape(-1, n_in)[:count], expected.reshape(-1, n_out)[:count], echoed.reshape(-1, n_out)[:count]
+    X, expected, echoed = (
+        X.reshape(-1, n_in)[:count],
+        expected.reshape(-1, n_out)[:count],
+        echoed.reshape(-1, n_out)[:count],
+    )
     return pd.DataFrame(
         {
             "window": [str(w.tolist()) for w in X],
@@ -93,14 +97,19 @@ class StopRequests:
         if self.signal_name is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
-        log.warning("%s received: stopping after the current call, then saving a checkpoint", self.signal_name)
+        log.warning(
+            "%s received: stopping after the current call, then saving a checkpoint",
+            self.signal_name,
+        )
 
     @contextmanager
-    def installed(self) -> Iterator["StopRequests"]:
+    def installed(self) -> Iterator[StopRequests]:
         if threading.current_thread() is not threading.main_thread():
             yield self  # signals reach the main thread only; nothing to install here
             return
-        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             yield self
         finally:
@@ -126,14 +135,19 @@ def provenance_tags(cfg: EchoConfig, output_dir: Path) -> dict[str, str]:
     }
     for package in ("echo", "tensorflow", "keras", "mlflow", "hydra-core", "numpy"):
         tags[f"echo.version.{package}"] = version(package)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CONF_DIR.parent, capture_output=True, text=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=CONF_DIR.parent, capture_output=True, text=True
+    )
     if commit.returncode == 0:
         tags["mlflow.source.git.commit"] = commit.stdout.strip()
     return tags
 
 
 def train(
-    cfg: EchoConfig, config_yaml: str = "", output_dir: Path | None = None, tags: dict[str, str] | None = None
+    cfg: EchoConfig,
+    config_yaml: str = "",
+    output_dir: Path | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Train and score the model `cfg` describes, recording everything in one MLflow run.
 
@@ -148,7 +162,9 @@ def train(
         return _train(cfg, config_yaml, output_dir, tags)
 
 
-def _train(cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dict[str, str] | None) -> dict[str, float]:
+def _train(
+    cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dict[str, str] | None
+) -> dict[str, float]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     output_dir = Path(output_dir or tempfile.mkdtemp(prefix="echo-"))
     # Importing TensorFlow and MLflow makes millions of long-lived objects: collecting garbage
@@ -175,7 +191,13 @@ def _train(cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dic
     params = flat_params(cfg)
     run_tags = {**provenance_tags(cfg, output_dir), **(tags or {})}
     with tracking.start_run(
-        cfg.mlflow.experiment, cfg.mlflow.run_name, params, config_yaml, output_dir / "unlogged", cfg.trainer.resume, run_tags
+        cfg.mlflow.experiment,
+        cfg.mlflow.run_name,
+        params,
+        config_yaml,
+        output_dir / "unlogged",
+        cfg.trainer.resume,
+        run_tags,
     ) as run:
         # Same seed, same metrics: seed Python, NumPy and Keras, and make TensorFlow's kernels
         # deterministic (no measurable cost for these models here).
@@ -185,13 +207,17 @@ def _train(cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dic
         readout = readout_for(cfg.model, cfg.data)
         trainer = Trainer(model, readout, cfg.data, cfg.trainer)
         if cfg.trainer.resume:
-            train_rng, start_epoch = trainer.load_checkpoint(tracking.download_checkpoint(cfg.trainer.resume))
+            train_rng, start_epoch = trainer.load_checkpoint(
+                tracking.download_checkpoint(cfg.trainer.resume)
+            )
             log.info("resuming run %s at epoch %d", cfg.trainer.resume, start_epoch)
 
         stop = StopRequests()
         try:
             with stop.installed():
-                fit = trainer.fit(train_rng, validation, run.log_history, start_epoch, should_stop=stop)
+                fit = trainer.fit(
+                    train_rng, validation, run.log_history, start_epoch, should_stop=stop
+                )
         except Diverged as err:
             raise RunFailed(f"run {run.run_id} failed: {err}") from err
         if fit.interrupted:
@@ -218,7 +244,12 @@ def _train(cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dic
 
         echoes = echoes_table(X_test, y_test, echoed, cfg.trainer.sample_echoes)
         for row in echoes.itertuples():
-            log.info("Expected: %s  Echoed: %s  %s", row.expected, row.echoed, "right" if row.right else "WRONG")
+            log.info(
+                "Expected: %s  Echoed: %s  %s",
+                row.expected,
+                row.echoed,
+                "right" if row.right else "WRONG",
+            )
         run.log_echoes(echoes)
         log.info(
             "held-out: eval_acc %.4f  eval_exact %.4f  (%d sequences)  trained %d epochs in %.1f s",
@@ -228,7 +259,10 @@ def _train(cfg: EchoConfig, config_yaml: str, output_dir: Path | None, tags: dic
             fit.epochs,
             fit.train_seconds,
         )
-        run.log_figure(figures.learning_curves(fit.history.epoch, fit.history.loss, fit.history.acc), "learning_curves.png")
+        run.log_figure(
+            figures.learning_curves(fit.history.epoch, fit.history.loss, fit.history.acc),
+            "learning_curves.png",
+        )
         run.log_figure(figures.position_accuracy(scores.position_acc), "position_accuracy.png")
         if cfg.mlflow.log_model:
             # A stateful model takes exactly its batch size, so the example is one batch.
@@ -263,7 +297,9 @@ def main(cfg: DictConfig) -> float | None:
         echo_cfg, config_yaml = job_config(cfg)
         # A launcher's worker (joblib's, Ray's) has its own command line: name the one that
         # reruns this job alone instead.
-        tags = {"echo.command": " ".join(["python -m echo.train", *hydra_cfg.overrides.task])[:5000]}
+        tags = {
+            "echo.command": " ".join(["python -m echo.train", *hydra_cfg.overrides.task])[:5000]
+        }
         parent = sweep_parent()
         if parent:
             parent_run_id, keys = parent
@@ -306,7 +342,14 @@ def one_line(err: BaseException) -> str:
         return f"{group}={name}: no such option; choose from {', '.join(sorted(options))}"
     cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
     if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-        given = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.lstrip("+~").split("=", 1)[0] == cause.full_key), None)
+        given = next(
+            (
+                a.split("=", 1)[1]
+                for a in sys.argv[1:]
+                if a.lstrip("+~").split("=", 1)[0] == cause.full_key
+            ),
+            None,
+        )
         key = f"{cause.full_key}={given}" if given is not None else cause.full_key
         return f"{key}: {str(cause.msg).splitlines()[0]}"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -327,7 +370,9 @@ def app_help(overrides: list[str]) -> str:
         config = OmegaConf.to_yaml(compose("config", overrides=overrides))
         loader = GlobalHydra.instance().config_loader()
         groups = [g for g in sorted(loader.list_groups("")) if g != "hydra"]
-        options = "\n".join(f"  {group}: {', '.join(loader.get_group_options(group))}" for group in groups)
+        options = "\n".join(
+            f"  {group}: {', '.join(loader.get_group_options(group))}" for group in groups
+        )
     usage = "\n\n".join(__doc__.split("\n\n")[:2])  # the module's first lines: what and how
     return (
         f"{usage}\n\n"
@@ -343,7 +388,9 @@ def cli() -> None:
     HYDRA_FULL_ERROR=1 still shows Hydra's complete error and stack trace.
     """
     full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach this function instead of Hydra's printer
+    os.environ["HYDRA_FULL_ERROR"] = (
+        "1"  # let errors reach this function instead of Hydra's printer
+    )
     try:
         args = get_args_parser().parse_args(sys.argv[1:])
         if args.help:

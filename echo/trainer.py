@@ -84,11 +84,15 @@ ProgressCallback = Callable[[History], None]
 
 
 def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
-    return keras.optimizers.get({"class_name": trainer.optimizer.value, "config": {"learning_rate": trainer.learning_rate}})
+    return keras.optimizers.get(
+        {"class_name": trainer.optimizer.value, "config": {"learning_rate": trainer.learning_rate}}
+    )
 
 
 class Trainer:
-    def __init__(self, model: keras.Model, readout: Readout, data: DataConfig, trainer: TrainerConfig):
+    def __init__(
+        self, model: keras.Model, readout: Readout, data: DataConfig, trainer: TrainerConfig
+    ):
         self.model, self.readout, self.data, self.cfg = model, readout, data, trainer
         self.schedule = Schedule(windows_per_sequence(data), trainer.batch_size)
         self.optimizer = make_optimizer(trainer)
@@ -96,7 +100,9 @@ class Trainer:
         self.states = state_variables(model)
         # The loop is written as graph ops (tf.while_loop), not as Python for AutoGraph to
         # rewrite: that rewriting is paid at every run's start, in tracing.
-        self._train = tf.function(self._train_steps, jit_compile=trainer.jit_compile, autograph=False)
+        self._train = tf.function(
+            self._train_steps, jit_compile=trainer.jit_compile, autograph=False
+        )
         # Scores validation for target_exact, and then the held-out test set: one traced
         # function for both, as they have the same shape.
         self.predictor = Predictor(model, readout, trainer.jit_compile)
@@ -151,7 +157,12 @@ class Trainer:
         per_record = schedule.epochs_per_record
         total = -(-cfg.epochs // per_record) * per_record
         if total != cfg.epochs:
-            log.info("training %d epochs: a batch of %d spans %d whole sequences", total, cfg.batch_size, per_record)
+            log.info(
+                "training %d epochs: a batch of %d spans %d whole sequences",
+                total,
+                cfg.batch_size,
+                per_record,
+            )
         per_call = min(schedule.epochs_per_call(cfg.log_every), total)
         steps_per_call = per_call // per_record * schedule.steps_per_record
 
@@ -185,14 +196,20 @@ class Trainer:
                     epochs_to_target = done
             log.info("%s  (%.1f s)", message, time.perf_counter() - start)
             if epochs_to_target is not None:
-                log.info("validation exact echoes reached trainer.target_exact=%s", cfg.target_exact)
+                log.info(
+                    "validation exact echoes reached trainer.target_exact=%s", cfg.target_exact
+                )
                 break
         train_seconds = time.perf_counter() - start
         fields = ("epoch", "loss", "acc")
-        history = History(*(np.concatenate([getattr(r, f) for r in records] or [np.zeros(0)]) for f in fields))
+        history = History(
+            *(np.concatenate([getattr(r, f) for r in records] or [np.zeros(0)]) for f in fields)
+        )
         return FitResult(history, done, epochs_to_target, train_seconds, interrupted)
 
-    def save_checkpoint(self, folder: Path, train_rng: np.random.Generator, epochs_done: int) -> None:
+    def save_checkpoint(
+        self, folder: Path, train_rng: np.random.Generator, epochs_done: int
+    ) -> None:
         """What resuming needs to continue exactly where training stopped: weights, optimizer
         moments, the training data stream's position and the epochs done. Training stops only
         between calls, where every sequence is complete and stateful layers are reset."""
@@ -207,7 +224,11 @@ class Trainer:
         epochs already done."""
         self.model.load_weights(folder / "model.weights.h5")
         with np.load(folder / "optimizer.npz") as saved:
-            for variable, value in zip(self.optimizer.variables, (saved[f"arr_{i}"] for i in range(len(saved.files)))):
+            for variable, value in zip(
+                self.optimizer.variables,
+                (saved[f"arr_{i}"] for i in range(len(saved.files))),
+                strict=True,
+            ):
                 variable.assign(value)
         state = json.loads((folder / "state.json").read_text())
         train_rng = np.random.default_rng()

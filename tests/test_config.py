@@ -1,13 +1,12 @@
 """The real conf/ composes into the typed config, and bad values are refused up front."""
 
 import pytest
+from conftest import TINY, compose_config, run_cli
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
 from echo.config import ConfigError, ModelKind, flat_params, validate
 from echo.train import CONF_DIR
-
-from conftest import TINY, compose_config, run_cli
 
 
 def test_defaults_are_the_tutorials_first_program():
@@ -33,7 +32,11 @@ def test_command_line_overrides_win_over_the_model_preset():
 
 def test_every_option_of_every_group_composes():
     # conf/hydra/ holds Hydra's own groups (a launcher preset), composed in tests/test_scale.py.
-    groups = {path.name: sorted(p.stem for p in path.glob("*.yaml")) for path in CONF_DIR.iterdir() if path.is_dir() and path.name != "hydra"}
+    groups = {
+        path.name: sorted(p.stem for p in path.glob("*.yaml"))
+        for path in CONF_DIR.iterdir()
+        if path.is_dir() and path.name != "hydra"
+    }
     assert set(groups) == {"data", "model", "trainer", "experiment"}
     for group, options in groups.items():
         assert options, group
@@ -44,18 +47,30 @@ def test_every_option_of_every_group_composes():
 
 @pytest.mark.parametrize(
     "name, kind, units, batch_size, epochs, n_out",
-    [("tutorial_seq2seq", "seq2seq", 20, 7, 500, 5), ("tutorial_encdec", "encdec", 150, 21, 5000, 2)],
+    [
+        ("tutorial_seq2seq", "seq2seq", 20, 7, 500, 5),
+        ("tutorial_encdec", "encdec", 150, 21, 5000, 2),
+    ],
 )
 def test_tutorial_presets(name, kind, units, batch_size, epochs, n_out):
     cfg = compose_config([f"experiment={name}"])
     assert cfg.model.kind.value == kind and cfg.model.stateful
-    assert (cfg.model.units, cfg.trainer.batch_size, cfg.trainer.epochs, cfg.data.n_out) == (units, batch_size, epochs, n_out)
+    assert (cfg.model.units, cfg.trainer.batch_size, cfg.trainer.epochs, cfg.data.n_out) == (
+        units,
+        batch_size,
+        epochs,
+        n_out,
+    )
     assert cfg.mlflow.run_name == name
 
 
 def test_flat_params_are_dotted_and_complete():
     params = flat_params(compose_config(["model=encdec"]))
-    assert params["data.n_out"] == 2 and params["model.units"] == 150 and params["trainer.batch_size"] == 21
+    assert (
+        params["data.n_out"] == 2
+        and params["model.units"] == 150
+        and params["trainer.batch_size"] == 21
+    )
     assert params["model.kind"] == "encdec" and params["trainer.optimizer"] == "adam"
     assert {key.split(".")[0] for key in params} == {"data", "model", "trainer", "mlflow"}
 
@@ -96,18 +111,26 @@ def test_types_and_unknown_keys_fail_at_composition():
 
 
 def test_cli_refuses_bad_config_in_one_line_before_any_run(tmp_path):
-    result = run_cli(["model=encdec", "data.n_out=9"], tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = run_cli(
+        ["model=encdec", "data.n_out=9"], tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}"
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "echo: bad config: data.n_out=9: must be <= data.n_in (5)"
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
 
-@pytest.mark.parametrize("args, returncode", [(["--help"], 0), (["--cfg", "job"], 0), (["trainer.epochs=0"], 2)])
+@pytest.mark.parametrize(
+    "args, returncode", [(["--help"], 0), (["--cfg", "job"], 0), (["trainer.epochs=0"], 2)]
+)
 def test_cli_answers_without_importing_tensorflow_or_mlflow(tmp_path, args, returncode):
     result = run_cli(args, tmp_path, python_flags=["-X", "importtime"])
     assert result.returncode == returncode
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "omegaconf" in imported  # the import log was read
     assert not imported & {"tensorflow", "keras", "mlflow"}
 
@@ -116,8 +139,15 @@ def test_cli_answers_without_importing_tensorflow_or_mlflow(tmp_path, args, retu
 def test_commands_answer_help_with_their_usage_at_once(tmp_path, module):
     result = run_cli(["--help"], tmp_path, module=module, python_flags=["-X", "importtime"])
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith(f"`python -m {module}`") and f"python -m {module} " in result.stdout
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert (
+        result.stdout.startswith(f"`python -m {module}`")
+        and f"python -m {module} " in result.stdout
+    )
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "omegaconf" in imported and not imported & {"tensorflow", "keras", "mlflow"}
     assert list(tmp_path.iterdir()) == []  # nothing run, no store made
 

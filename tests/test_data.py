@@ -13,7 +13,9 @@ def tutorial_to_supervised(encoded: np.ndarray, n_in: int, n_out: int):
     frame = pd.concat([frame.shift(n_in - i - 1) for i in range(n_in)], axis=1).dropna()
     values = frame.values
     width = encoded.shape[1]
-    return values.reshape(len(values), n_in, width), values[:, : n_out * width].reshape(len(values), n_out, width)
+    return values.reshape(len(values), n_in, width), values[:, : n_out * width].reshape(
+        len(values), n_out, width
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -25,7 +27,9 @@ def test_framing_equals_tutorial_pandas_framing(seed):
     n_out = int(rng.integers(1, n_in + 1))
     sequence = rng.integers(0, n_unique, size=length)
 
-    expected_X, expected_y = tutorial_to_supervised(data.one_hot_encode(sequence, n_unique), n_in, n_out)
+    expected_X, expected_y = tutorial_to_supervised(
+        data.one_hot_encode(sequence, n_unique), n_in, n_out
+    )
     X, y = data.frame_windows(sequence, n_in, n_out)
 
     assert X.shape == (length - n_in + 1, n_in)

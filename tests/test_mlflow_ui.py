@@ -10,19 +10,22 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import TINY, compose_config, free_port
 from mlflow.tracking import MlflowClient
 
 from echo import train as echo_train
 
-from conftest import TINY, compose_config, free_port
-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Where the README's screenshot comes from: ECHO_SCREENSHOT_DIR=docs python -m pytest -k ui
-SCREENSHOT_DIR = os.environ.get("ECHO_SCREENSHOT_DIR") and Path(os.environ["ECHO_SCREENSHOT_DIR"]).resolve()
+SCREENSHOT_DIR = (
+    os.environ.get("ECHO_SCREENSHOT_DIR") and Path(os.environ["ECHO_SCREENSHOT_DIR"]).resolve()
+)
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"
+    ),
 ]
 
 
@@ -32,8 +35,21 @@ def mlflow_ui(tracking_uri, tmp_path):
     port = free_port()
     log = open(tmp_path / "mlflow-ui.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -65,8 +81,14 @@ def test_runs_metrics_and_echoes_show_in_the_ui(tracking_uri, mlflow_ui, tmp_pat
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         # The model-training view: MLflow 3.17's UI opens the GenAI one unless the URL says.
@@ -76,14 +98,22 @@ def test_runs_metrics_and_echoes_show_in_the_ui(tracking_uri, mlflow_ui, tmp_pat
         for folder in shots:
             page.screenshot(path=str(folder / "mlflow-runs.png"))
 
-        page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}{view}")
+        page.goto(
+            f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}{view}"
+        )
         expect(page.get_by_text("eval_exact").first).to_be_visible(timeout=60_000)
         expect(page.get_by_text("train_seconds").first).to_be_visible()
-        page.screenshot(path=str(tmp_path / "mlflow-run.png"))  # it shows local paths: not for docs/
+        page.screenshot(
+            path=str(tmp_path / "mlflow-run.png")
+        )  # it shows local paths: not for docs/
 
-        page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}/artifacts/echoes.json{view}")
+        page.goto(
+            f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}/artifacts/echoes.json{view}"
+        )
         expect(page.get_by_text("expected", exact=True).first).to_be_visible(timeout=60_000)
-        echoes = json.loads(Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text())
+        echoes = json.loads(
+            Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text()
+        )
         expect(page.get_by_text(echoes["data"][0][0], exact=True).first).to_be_visible()
         # From the table's header down: the line above it shows where the store lives.
         header = page.get_by_text("window", exact=True).first.bounding_box()
@@ -93,4 +123,7 @@ def test_runs_metrics_and_echoes_show_in_the_ui(tracking_uri, mlflow_ui, tmp_pat
         browser.close()
     png = (tmp_path / "mlflow-echoes.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (560, 200)  # the clip
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (
+        560,
+        200,
+    )  # the clip

@@ -4,16 +4,23 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import TINY, compose_config, run_cli
 
 from echo import predict, report
 from echo import train as echo_train
 from echo.errors import BadRequest, UnknownRun
 
-from conftest import TINY, compose_config, run_cli
-
 # A stateful seq2seq model that learns the tiny echo perfectly in a few hundred epochs.
-LEARNS = [*TINY, "model=seq2seq", "data.n_out=2", "model.units=16", "trainer.epochs=300", "trainer.log_every=100",
-          "trainer.learning_rate=0.02", "trainer.eval_sequences=20"]
+LEARNS = [
+    *TINY,
+    "model=seq2seq",
+    "data.n_out=2",
+    "model.units=16",
+    "trainer.epochs=300",
+    "trainer.log_every=100",
+    "trainer.learning_rate=0.02",
+    "trainer.eval_sequences=20",
+]
 
 
 @pytest.fixture
@@ -47,7 +54,9 @@ def test_predict_windows_and_whole_sequences(learned_run, capsys):
     ],
 )
 def test_predict_refuses_bad_requests(learned_run, args, message):
-    with pytest.raises(BadRequest, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+    with pytest.raises(
+        BadRequest, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")
+    ):
         predict.main([f"run_id={learned_run}", *args])
 
 
@@ -61,7 +70,9 @@ def test_predict_cli_unknown_run_is_one_line(tmp_path):
 
 def test_report_tables_runs_best_first(tracking_uri, tmp_path, capsys):
     for units in (4, 16):
-        echo_train.train(compose_config([*LEARNS, f"model.units={units}", "mlflow.log_model=false"]))
+        echo_train.train(
+            compose_config([*LEARNS, f"model.units={units}", "mlflow.log_model=false"])
+        )
     csv, png = tmp_path / "runs.csv", tmp_path / "runs.png"
     table = report.main([f"csv={csv}", f"png={png}"])
     assert list(table.columns) == ["run_name", "status", "model.units", *report.METRICS, "run_id"]

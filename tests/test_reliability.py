@@ -12,13 +12,12 @@ import keras
 import mlflow
 import numpy as np
 import pytest
+from conftest import TINY, compose_config, run_cli
 from mlflow.tracking import MlflowClient
 
 from echo import store, tracking
 from echo import train as echo_train
 from echo.errors import RunFailed, TrackingUnavailable
-
-from conftest import TINY, compose_config, run_cli
 
 # rmsprop at this rate overflows the weights within the first updates.
 DIVERGING = ["trainer.optimizer=rmsprop", "trainer.learning_rate=1e38"]
@@ -34,10 +33,16 @@ def runs_of(uri, experiment="echo"):
     "args, message",
     [
         (["data.n_ot=3"], "data.n_ot=3: Key 'n_ot' not in 'DataConfig'"),
-        (["model.units=many"], "model.units=many: Value 'many' of type 'str' could not be converted to Integer"),
+        (
+            ["model.units=many"],
+            "model.units=many: Value 'many' of type 'str' could not be converted to Integer",
+        ),
         (["model=transformer"], "model=transformer: no such option; choose from encdec, seq2seq"),
         (["experiment=nope"], "experiment=nope: no such option; choose from "),
-        (["trainer.optimizer=adamm"], "trainer.optimizer=adamm: Invalid value 'adamm', expected one of"),
+        (
+            ["trainer.optimizer=adamm"],
+            "trainer.optimizer=adamm: Invalid value 'adamm', expected one of",
+        ),
         (["+foo=1"], "foo=1: no such key"),
         (["data.n_out=9"], "data.n_out=9: must be <= data.n_in (5)"),
         (["data.n_in=30"], "data.n_in=30: must be <= data.length (25)"),
@@ -45,11 +50,23 @@ def runs_of(uri, experiment="echo"):
         (["model.units=0"], "model.units=0: must be >= 1"),
         (["trainer.epochs=0"], "trainer.epochs=0: must be >= 1"),
         (["trainer.learning_rate=0"], "trainer.learning_rate=0.0: must be a finite number > 0"),
-        (["trainer.batch_size=5"], "trainer.batch_size=5: must divide the 21 windows per sequence for a stateful model"),
+        (
+            ["trainer.batch_size=5"],
+            "trainer.batch_size=5: must divide the 21 windows per sequence for a stateful model",
+        ),
         (["-m", "model.units=4,0"], "model.units=0: must be >= 1"),
-        (["data.pad_incomplete=maybe"], "data.pad_incomplete=maybe: Value 'maybe' is not a valid bool"),
-        (["model.representation=binary"], "model.representation=binary: Invalid value 'binary', expected one of"),
-        (["experiment=masked", "trainer.batch_size=7"], "trainer.batch_size=7: must divide the 25 windows per sequence"),
+        (
+            ["data.pad_incomplete=maybe"],
+            "data.pad_incomplete=maybe: Value 'maybe' is not a valid bool",
+        ),
+        (
+            ["model.representation=binary"],
+            "model.representation=binary: Invalid value 'binary', expected one of",
+        ),
+        (
+            ["experiment=masked", "trainer.batch_size=7"],
+            "trainer.batch_size=7: must divide the 25 windows per sequence",
+        ),
         (["-m", "--cfg", "hydra"], "--multirun and --cfg: give only one of"),
     ],
 )
@@ -57,7 +74,9 @@ def test_bad_input_is_refused_in_one_line_before_any_run(tmp_path, args, message
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli(args, tmp_path, uri)
     assert result.returncode == 2
-    assert result.stderr.startswith(f"echo: {message}") or result.stderr.startswith(f"echo: bad config: {message}")
+    assert result.stderr.startswith(f"echo: {message}") or result.stderr.startswith(
+        f"echo: bad config: {message}"
+    )
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()  # no store, let alone a run
 
@@ -72,7 +91,8 @@ def test_unreachable_tracking_server_fails_fast_before_training(tmp_path):
     result = run_cli(TINY, tmp_path, "http://127.0.0.1:9")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "echo: MLFLOW_TRACKING_URI=http://127.0.0.1:9: cannot reach the tracking server ([Errno 111] Connection refused)"
+        "echo: MLFLOW_TRACKING_URI=http://127.0.0.1:9: cannot reach the tracking server ([Errno "
+        "111] Connection refused)"
     )
     assert " - epoch " not in result.stdout + result.stderr  # no training started
     assert time.monotonic() - start < 15
@@ -100,20 +120,39 @@ def test_a_run_that_fails_after_logging_ends_its_writer_and_its_run(tracking_uri
         echo_train.train(compose_config([*TINY, *DIVERGING, "mlflow.log_model=false"]))
     client, (run,) = runs_of(tracking_uri)
     assert run.info.status == "FAILED"
-    assert client.get_metric_history(run.info.run_id, "loss")  # the curve was written before the failure
+    assert client.get_metric_history(
+        run.info.run_id, "loss"
+    )  # the curve was written before the failure
     assert not [t for t in threading.enumerate() if t.name.startswith("echo-curves")]
 
 
 @pytest.mark.slow
 def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli(["-m", *TINY, "trainer.optimizer=rmsprop", "trainer.learning_rate=1e38,0.001", "mlflow.log_model=false"], tmp_path, uri)
+    result = run_cli(
+        [
+            "-m",
+            *TINY,
+            "trainer.optimizer=rmsprop",
+            "trainer.learning_rate=1e38,0.001",
+            "mlflow.log_model=false",
+        ],
+        tmp_path,
+        uri,
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("echo: 1 job(s) of the sweep failed: #0 ") and "trainer.learning_rate=1e+38" in last
+    assert (
+        last.startswith("echo: 1 job(s) of the sweep failed: #0 ")
+        and "trainer.learning_rate=1e+38" in last
+    )
     assert last.endswith("failed: loss became nan at epoch 0")
     _, runs = runs_of(uri)
-    status = {r.data.params["trainer.learning_rate"]: r.info.status for r in runs if "echo.role" not in r.data.tags}
+    status = {
+        r.data.params["trainer.learning_rate"]: r.info.status
+        for r in runs
+        if "echo.role" not in r.data.tags
+    }
     assert status == {"1e+38": "FAILED", "0.001": "FINISHED"}
     (parent,) = [r for r in runs if r.data.tags.get("echo.role") == "sweep"]
     assert parent.info.status == "FAILED"
@@ -126,8 +165,12 @@ def test_a_stopped_run_is_killed_with_a_checkpoint_and_resumes_exactly(tmp_path,
     args = [*TINY, "trainer.epochs=300", "trainer.log_every=3", "mlflow.log_model=false"]
     env = {"MLFLOW_TRACKING_URI": uri}
     process = subprocess.Popen(
-        [sys.executable, "-m", "echo.train", *args], cwd=tmp_path, env={**__import__("os").environ, **env},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "echo.train", *args],
+        cwd=tmp_path,
+        env={**__import__("os").environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = []
     for line in process.stdout:  # stop it once it is well into training
@@ -146,7 +189,9 @@ def test_a_stopped_run_is_killed_with_a_checkpoint_and_resumes_exactly(tmp_path,
     stopped_at = len(client.get_metric_history(run_id, "loss"))
     assert 30 <= stopped_at < 300
     assert {a.path for a in client.list_artifacts(run_id, "checkpoint")} == {
-        "checkpoint/model.weights.h5", "checkpoint/optimizer.npz", "checkpoint/state.json"
+        "checkpoint/model.weights.h5",
+        "checkpoint/optimizer.npz",
+        "checkpoint/state.json",
     }
 
     resumed = run_cli([f"trainer.resume={run_id}"], tmp_path, uri)
@@ -160,7 +205,9 @@ def test_a_stopped_run_is_killed_with_a_checkpoint_and_resumes_exactly(tmp_path,
     whole = run_cli([*args, "mlflow.experiment=whole"], tmp_path, uri)
     assert whole.returncode == 0, whole.stderr[-2000:]
     client, (uninterrupted,) = runs_of(uri, "whole")
-    expected = {m.step: m.value for m in client.get_metric_history(uninterrupted.info.run_id, "loss")}
+    expected = {
+        m.step: m.value for m in client.get_metric_history(uninterrupted.info.run_id, "loss")
+    }
     assert {m.step: m.value for m in history} == expected
     assert runs[0].data.metrics["eval_exact"] == uninterrupted.data.metrics["eval_exact"]
 
@@ -171,7 +218,9 @@ def test_same_seed_same_metrics(tracking_uri):
     assert first["eval_acc"] == second["eval_acc"] and first["eval_exact"] == second["eval_exact"]
     client, runs = runs_of(tracking_uri)
     curves = [
-        [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)] for run in runs for key in ("loss", "acc")
+        [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        for run in runs
+        for key in ("loss", "acc")
     ]
     assert curves[:2] == curves[2:] and len(curves[0]) == 4
     assert runs[0].data.tags["echo.data_seed"] == runs[0].data.tags["echo.weight_seed"] == "1"
@@ -199,11 +248,20 @@ def test_a_store_that_breaks_mid_run_loses_nothing(tracking_uri, tmp_path, monke
 
     kept = output_dir / "unlogged"
     curves = (kept / "curves.csv").read_text().splitlines()
-    assert curves[0] == "epoch,loss,acc" and [line.split(",")[0] for line in curves[1:]] == ["0", "1", "2", "3", "4", "5"]
+    assert curves[0] == "epoch,loss,acc" and [line.split(",")[0] for line in curves[1:]] == [
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]
     assert '"eval_exact": ' + repr(metrics["eval_exact"]) in (kept / "metrics.json").read_text()
     _, runs = runs_of(tracking_uri)
     assert runs[0].info.status == "FINISHED"  # the runs table still works
-    assert not [t for t in threading.enumerate() if t.name.startswith("echo-curves")]  # the writer ended
+    assert not [
+        t for t in threading.enumerate() if t.name.startswith("echo-curves")
+    ]  # the writer ended
     # The model is in the store (its tables survived) or, failing that, kept; either way it
     # loads, in Keras' safe mode.
     if (kept / "model.keras").exists():
@@ -217,7 +275,15 @@ def test_a_store_that_breaks_mid_run_loses_nothing(tracking_uri, tmp_path, monke
 def test_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli(
-        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *TINY, "model.units=4,5,6,7,8,9,10,11"], tmp_path, uri
+        [
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=4",
+            *TINY,
+            "model.units=4,5,6,7,8,9,10,11",
+        ],
+        tmp_path,
+        uri,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client, runs = runs_of(uri)

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from conftest import TINY, compose_config, free_port, run_cli
 from mlflow.tracking import MlflowClient
 
 from echo.callbacks import RAY_LOOPBACK_ENV, SWEEP_ENV
-
-from conftest import TINY, compose_config, free_port, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +50,9 @@ def descendants(pid: int) -> list[int]:
 
 
 @contextmanager
-def background(argv: list[str], log: Path, ready, timeout: float = 90, **popen) -> Iterator[subprocess.Popen]:
+def background(
+    argv: list[str], log: Path, ready, timeout: float = 90, **popen
+) -> Iterator[subprocess.Popen]:
     """Run `argv` until the block ends, once `ready()` is true. Then stop it with SIGTERM, and
     SIGKILL whatever it started that outlives it: only processes started here are signalled."""
     with open(log, "w") as out:
@@ -60,8 +61,12 @@ def background(argv: list[str], log: Path, ready, timeout: float = 90, **popen) 
     try:
         deadline = time.monotonic() + timeout
         while not ready():
-            assert process.poll() is None, f"{argv[:4]} exited {process.returncode}:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"{argv[:4]} not ready in {timeout} s:\n{log.read_text()[-3000:]}"
+            assert process.poll() is None, (
+                f"{argv[:4]} exited {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+            assert time.monotonic() < deadline, (
+                f"{argv[:4]} not ready in {timeout} s:\n{log.read_text()[-3000:]}"
+            )
             time.sleep(0.5)
         yield process
     finally:
@@ -94,10 +99,24 @@ def mlflow_server(backend_uri: str, folder: Path) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
-        "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
-    with background(argv, folder / "mlflow-server.log", lambda: answers(url + "/health"), cwd=folder):
+    with background(
+        argv, folder / "mlflow-server.log", lambda: answers(url + "/health"), cwd=folder
+    ):
         yield url
 
 
@@ -116,15 +135,35 @@ def ray_head() -> Iterator[dict[str, str]]:
     env.update(auth, **{RAY_LOOPBACK_ENV: "0"})
     port = free_port()
     argv = [
-        sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-        "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-        "--include-dashboard", "false", "--dashboard-port", str(free_port()),
-        "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-        "--temp-dir", str(folder / "tmp"), "--disable-usage-stats",
+        sys.executable,
+        "-m",
+        "ray.scripts.scripts",
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num-cpus",
+        "2",
+        "--include-dashboard",
+        "false",
+        "--dashboard-port",
+        str(free_port()),
+        "--ray-client-server-port",
+        str(free_port()),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--temp-dir",
+        str(folder / "tmp"),
+        "--disable-usage-stats",
     ]
     log = folder / "head.log"
     try:
-        with background(argv, log, lambda: "Ray runtime started" in log.read_text(), cwd=folder, env=env):
+        with background(
+            argv, log, lambda: "Ray runtime started" in log.read_text(), cwd=folder, env=env
+        ):
             yield {"address": f"127.0.0.1:{port}", **auth}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -150,7 +189,9 @@ def assert_sweep_recorded(client: MlflowClient, jobs: int = 2, swept: str = "mod
         assert run.data.tags["echo.command"].startswith("python -m echo.train data.n_unique=10")
         config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
         assert f"units: {run.data.params['model.units']}" in config
-    table = json.loads(Path(client.download_artifacts(parent.info.run_id, "results.json")).read_text())
+    table = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "results.json")).read_text()
+    )
     assert len(table["data"]) == jobs and swept in table["columns"]
     assert parent.data.tags["echo.best_run_id"] in {r.info.run_id for r in children}
     return parent, children
@@ -158,7 +199,10 @@ def assert_sweep_recorded(client: MlflowClient, jobs: int = 2, swept: str = "mod
 
 @pytest.mark.parametrize(
     "launcher",
-    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]],
+    [
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"],
+    ],
     ids=["joblib", "submitit_local"],
 )
 def test_local_launchers_sweep_into_one_store(tmp_path, launcher):
@@ -172,10 +216,18 @@ def test_local_launchers_sweep_into_one_store(tmp_path, launcher):
 def test_slurm_preset_extends_submitit_slurm(tmp_path):
     """No SLURM here: what can be checked is that conf/hydra/launcher/slurm.yaml composes onto
     the plugin's config and gives the jobs' TensorFlow the CPUs SLURM gives them."""
-    result = run_cli(["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=4", "--cfg", "hydra", "--resolve"], tmp_path)
+    result = run_cli(
+        ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=4", "--cfg", "hydra", "--resolve"],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in result.stdout
-    assert "- export TF_NUM_INTRAOP_THREADS=4" in result.stdout and "timeout_min: 60" in result.stdout
+    assert (
+        "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+        in result.stdout
+    )
+    assert (
+        "- export TF_NUM_INTRAOP_THREADS=4" in result.stdout and "timeout_min: 60" in result.stdout
+    )
 
 
 def test_ray_sweep_lands_in_a_tracking_server_with_its_artifacts(ray_head, tmp_path):
@@ -196,8 +248,13 @@ def test_ray_sweep_lands_in_a_tracking_server_with_its_artifacts(ray_head, tmp_p
         # Artifacts went up through the server, into its folder; no client wrote there itself.
         for run in children:
             assert run.info.artifact_uri.startswith("mlflow-artifacts:")
-            echoes = json.loads(Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text())
-            assert echoes["columns"] == ["window", "expected", "echoed", "right"] and len(echoes["data"]) == 4
+            echoes = json.loads(
+                Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text()
+            )
+            assert (
+                echoes["columns"] == ["window", "expected", "echoed", "right"]
+                and len(echoes["data"]) == 4
+            )
         uploaded = {p.name for p in (store / "artifacts").rglob("*") if p.is_file()}
         assert {"echoes.json", "config.yaml", "learning_curves.png", "results.json"} <= uploaded
     assert not (tmp_path / "mlflow.db").exists()  # nothing fell back to a local store
@@ -218,19 +275,29 @@ def test_optuna_search_preset_runs_trials_as_one_sweep(tmp_path):
     line, batch size and learning rate from the preset's space), in memory."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tiny = [o for o in TINY if not o.startswith(("model.units=", "trainer.batch_size="))]
-    args = ["-m", "experiment=search_encdec", *tiny, "model.units=choice(4,8)", "hydra.sweeper.n_trials=3", "mlflow.log_model=false"]
+    args = [
+        "-m",
+        "experiment=search_encdec",
+        *tiny,
+        "model.units=choice(4,8)",
+        "hydra.sweeper.n_trials=3",
+        "mlflow.log_model=false",
+    ]
     result = run_cli(args, tmp_path, uri)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(uri)
     parent, children = sweep_tree(client)
     assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
     drawn = [r.data.params for r in children]
-    assert {p["trainer.batch_size"] for p in drawn} <= {"42", "84", "168"} and {p["model.units"] for p in drawn} <= {"4", "8"}
+    assert {p["trainer.batch_size"] for p in drawn} <= {"42", "84", "168"} and {
+        p["model.units"] for p in drawn
+    } <= {"4", "8"}
     assert all(0.003 <= float(p["trainer.learning_rate"]) <= 0.1 for p in drawn)
     assert len({p["trainer.learning_rate"] for p in drawn}) == 3  # each trial drew its own
     for run in children:  # named by the values Optuna drew
         assert set(run.info.run_name.split(",")) == {
-            f"{key}={run.data.params[key]}" for key in ("model.units", "trainer.batch_size", "trainer.learning_rate")
+            f"{key}={run.data.params[key]}"
+            for key in ("model.units", "trainer.batch_size", "trainer.learning_rate")
         }
     best = max(r.data.metrics["eval_exact"] for r in children)
     assert parent.data.metrics["best_eval_exact"] == best
@@ -241,7 +308,12 @@ def test_optuna_search_preset_runs_trials_as_one_sweep(tmp_path):
 
 def test_search_preset_composes_as_its_first_trial_would():
     cfg = compose_config(["experiment=search_encdec"])
-    assert (cfg.model.kind.value, cfg.model.stateful, cfg.trainer.target_exact, cfg.trainer.epochs) == ("encdec", False, None, 2400)
+    assert (
+        cfg.model.kind.value,
+        cfg.model.stateful,
+        cfg.trainer.target_exact,
+        cfg.trainer.epochs,
+    ) == ("encdec", False, None, 2400)
 
 
 def postgres_bin() -> Path | None:
@@ -260,13 +332,19 @@ def postgres() -> Iterator[str]:
     cluster runs as the `postgres` user that Debian's package creates."""
     bin_dir = postgres_bin()
     if bin_dir is None or not (bin_dir / "pg_ctl").exists():
-        pytest.skip("PostgreSQL's server programs (initdb, pg_ctl) are not installed; .ci/run installs Debian's postgresql")
+        pytest.skip(
+            "PostgreSQL's server programs (initdb, pg_ctl) are not installed; .ci/run installs "
+            "Debian's postgresql"
+        )
     as_user: list[str] = []
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("running as root, and there is no `postgres` user to run PostgreSQL as (initdb refuses root)")
+            pytest.skip(
+                "running as root, and there is no `postgres` user to run PostgreSQL as (initdb "
+                "refuses root)"
+            )
         as_user = ["runuser", "-u", "postgres", "--"]
     folder = Path(tempfile.mkdtemp(prefix="pg-"))
     if as_user:
@@ -278,14 +356,46 @@ def postgres() -> Iterator[str]:
         assert done.returncode == 0, done.stdout + done.stderr
 
     try:
-        pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "echo", "-A", "trust", "--no-sync", "-E", "UTF8")
+        pg(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "echo",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "postgres.log"), "-w", "start")
+        pg(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(folder / "postgres.log"),
+            "-w",
+            "start",
+        )
         try:
-            pg(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "echo", "mlflow")
+            pg(
+                str(bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "echo",
+                "mlflow",
+            )
             yield f"postgresql://echo@127.0.0.1:{port}/mlflow"
         finally:
-            pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")  # this cluster only
+            pg(
+                str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"
+            )  # this cluster only
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -297,7 +407,9 @@ def test_a_tracking_server_on_postgresql_takes_a_sweep(postgres, tmp_path):
         client = MlflowClient(url)
         _, children = assert_sweep_recorded(client)
         for run in children:
-            echoes = json.loads(Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text())
+            echoes = json.loads(
+                Path(client.download_artifacts(run.info.run_id, "echoes.json")).read_text()
+            )
             assert len(echoes["data"]) == 4
     # The runs are in PostgreSQL itself, not only as the server saw them.
     import sqlalchemy
@@ -310,7 +422,15 @@ def test_a_drawn_value_that_breaks_a_rule_fails_only_its_trial(tmp_path):
     """Values Optuna draws from an interval cannot be checked before the sweep, so each job
     checks its own: a target above 1 fails its trial, in one line, and the others run."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.sampler.seed=1", "hydra.sweeper.n_trials=4", *TINY, "trainer.target_exact=interval(0.5,1.5)", "mlflow.log_model=false"]
+    args = [
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.sampler.seed=1",
+        "hydra.sweeper.n_trials=4",
+        *TINY,
+        "trainer.target_exact=interval(0.5,1.5)",
+        "mlflow.log_model=false",
+    ]
     result = run_cli(args, tmp_path, uri)
     assert result.returncode == 1, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
@@ -320,4 +440,7 @@ def test_a_drawn_value_that_breaks_a_rule_fails_only_its_trial(tmp_path):
     targets = [float(r.data.params["trainer.target_exact"]) for r in children]
     assert targets and all(t <= 1 for t in targets)  # no run for a refused job
     assert all(r.info.status == "FINISHED" for r in children)
-    assert parent.info.status == "FAILED" and "must be in (0, 1], or null" in parent.data.tags["echo.failure"]
+    assert (
+        parent.info.status == "FAILED"
+        and "must be in (0, 1], or null" in parent.data.tags["echo.failure"]
+    )

@@ -4,11 +4,10 @@ import os
 import re
 
 import pytest
+from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
 from echo.study import ALL_PRESETS
-
-from conftest import run_cli
 
 
 def runs_of(uri, experiment):
@@ -21,7 +20,13 @@ def runs_of(uri, experiment):
 def test_every_preset_runs_with_any_epochs(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli(
-        ["-m", f"experiment={','.join(ALL_PRESETS)}", "trainer.epochs=3", "trainer.eval_sequences=3", "mlflow.log_model=false"],
+        [
+            "-m",
+            f"experiment={','.join(ALL_PRESETS)}",
+            "trainer.epochs=3",
+            "trainer.eval_sequences=3",
+            "mlflow.log_model=false",
+        ],
         tmp_path,
         uri,
     )
@@ -53,7 +58,10 @@ def test_study_writes_its_document_from_the_runs_in_mlflow(tmp_path):
     (parent,) = [r for r in runs if r.data.tags.get("echo.role") == "sweep"]
     jobs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted((r.info.run_name, r.data.params["trainer.seed"]) for r in jobs) == [
-        ("stateless", "1"), ("stateless", "2"), ("tutorial_seq2seq", "1"), ("tutorial_seq2seq", "2")
+        ("stateless", "1"),
+        ("stateless", "2"),
+        ("tutorial_seq2seq", "1"),
+        ("tutorial_seq2seq", "2"),
     ]
     # Only the question with both its presets is answered, with a chart beside the document.
     assert "## 4. Ignoring state" in document and "## 1. Linear" not in document
@@ -70,7 +78,12 @@ def test_study_writes_its_document_from_the_runs_in_mlflow(tmp_path):
 
     # The document can be written again from MLflow alone, without training.
     output.unlink()
-    again = run_cli([f"sweep={parent.info.run_id}", f"output={output}", "seeds=2"], tmp_path, uri, module="echo.study")
+    again = run_cli(
+        [f"sweep={parent.info.run_id}", f"output={output}", "seeds=2"],
+        tmp_path,
+        uri,
+        module="echo.study",
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert output.read_text() == document
 
@@ -79,5 +92,8 @@ def test_study_refuses_an_unknown_preset_in_one_line(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli(["presets=[tutorial_seq2seq,nope]"], tmp_path, uri, module="echo.study")
     assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "presets: no preset 'nope'" in result.stderr
+    assert (
+        len(result.stderr.strip().splitlines()) == 1
+        and "presets: no preset 'nope'" in result.stderr
+    )
     assert "Traceback" not in result.stderr and not (tmp_path / "mlflow.db").exists()

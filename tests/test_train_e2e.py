@@ -5,12 +5,11 @@ import json
 import mlflow
 import numpy as np
 import pytest
+from conftest import TINY, compose_config, run_cli
 from mlflow.tracking import MlflowClient
 
 from echo import train as echo_train
 from echo.config import flat_params
-
-from conftest import TINY, compose_config, run_cli
 
 
 def only_run(uri, experiment="echo"):
@@ -44,9 +43,16 @@ def test_run_records_config_curves_scores_echoes_and_model(tracking_uri, model_n
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "echoes.json", "learning_curves.png", "position_accuracy.png"} <= artifacts
+    assert {
+        "config.yaml",
+        "echoes.json",
+        "learning_curves.png",
+        "position_accuracy.png",
+    } <= artifacts
     echoes = json.loads(open(client.download_artifacts(run.info.run_id, "echoes.json")).read())
-    assert echoes["columns"] == ["window", "expected", "echoed", "right"] and len(echoes["data"]) == 4
+    assert (
+        echoes["columns"] == ["window", "expected", "echoed", "right"] and len(echoes["data"]) == 4
+    )
     assert "n_unique: 10" in open(client.download_artifacts(run.info.run_id, "config.yaml")).read()
 
     model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
@@ -56,7 +62,9 @@ def test_run_records_config_curves_scores_echoes_and_model(tracking_uri, model_n
     assert tuple(generic.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3)
     example = generic.input_example  # one batch of held-out windows
     assert example.shape == (3, 3) and example.max() < 10
-    (logged,) = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], output_format="list"
+    )
     assert logged.name == "model" and logged.source_run_id == run.info.run_id
     assert np.asarray(generic.predict(windows)).shape == (3, 2, 10)
 
@@ -87,27 +95,43 @@ def test_cli_run_from_another_directory(tmp_path):
 @pytest.mark.slow
 def test_multirun_logs_every_job(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = run_cli(["-m", *TINY, "model.units=4,6", "data.n_out=1,2", "mlflow.log_model=false"], tmp_path, uri)
+    result = run_cli(
+        ["-m", *TINY, "model.units=4,6", "data.n_out=1,2", "mlflow.log_model=false"], tmp_path, uri
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("echo").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("echo.role") == "sweep"]
     jobs = [r for r in runs if r is not parent]
     assert sorted((r.data.params["model.units"], r.data.params["data.n_out"]) for r in jobs) == [
-        ("4", "1"), ("4", "2"), ("6", "1"), ("6", "2")
+        ("4", "1"),
+        ("4", "2"),
+        ("6", "1"),
+        ("6", "2"),
     ]
     assert all(r.info.status == "FINISHED" and "eval_exact" in r.data.metrics for r in jobs)
 
     # The sweep is one tree: each job under the parent, named by what it varied.
     assert {r.data.tags["mlflow.parentRunId"] for r in jobs} == {parent.info.run_id}
     assert {frozenset(r.info.run_name.split(",")) for r in jobs} == {
-        frozenset({f"model.units={units}", f"data.n_out={n_out}"}) for units in (4, 6) for n_out in (1, 2)
+        frozenset({f"model.units={units}", f"data.n_out={n_out}"})
+        for units in (4, 6)
+        for n_out in (1, 2)
     }
     assert "model.units=4,6 data.n_out=1,2" in parent.data.tags["echo.sweep_overrides"]
     assert parent.info.status == "FINISHED"
     best = max(jobs, key=lambda r: r.data.metrics["eval_exact"])
     assert parent.data.metrics["best_eval_exact"] == best.data.metrics["eval_exact"]
-    assert parent.data.tags["echo.best_run_id"] in {r.info.run_id for r in jobs if r.data.metrics["eval_exact"] == best.data.metrics["eval_exact"]}
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"results.json", "eval_exact_by_sweep.png"}
+    assert parent.data.tags["echo.best_run_id"] in {
+        r.info.run_id
+        for r in jobs
+        if r.data.metrics["eval_exact"] == best.data.metrics["eval_exact"]
+    }
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {
+        "results.json",
+        "eval_exact_by_sweep.png",
+    }
     table = json.loads(open(client.download_artifacts(parent.info.run_id, "results.json")).read())
-    assert len(table["data"]) == 4 and {"model.units", "data.n_out", "eval_exact", "status"} <= set(table["columns"])
+    assert len(table["data"]) == 4 and {"model.units", "data.n_out", "eval_exact", "status"} <= set(
+        table["columns"]
+    )

@@ -4,6 +4,7 @@ train_on_batch batch by batch and resets state after each sequence, update for u
 import keras
 import numpy as np
 import pytest
+from conftest import TINY, compose_config
 
 from echo import data
 from echo.config import PAD, windows_per_sequence
@@ -11,13 +12,14 @@ from echo.evaluation import Predictor, check_target, reset_states, score
 from echo.models import build_model, readout_for, state_variables
 from echo.trainer import Schedule, Trainer
 
-from conftest import TINY, compose_config
-
 
 def tutorial_loop(model, cfg, rng):
     """The tutorial's loop in plain Keras: a fresh sequence per epoch, its windows in order,
     one train_on_batch per batch, state reset after each sequence."""
-    model.compile(optimizer=keras.optimizers.Adam(cfg.trainer.learning_rate), loss="sparse_categorical_crossentropy")
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.trainer.learning_rate),
+        loss="sparse_categorical_crossentropy",
+    )
     B = cfg.trainer.batch_size
     for _ in range(cfg.trainer.epochs):
         X, y = data.sample_windows(rng, 1, cfg.data)
@@ -29,7 +31,9 @@ def tutorial_loop(model, cfg, rng):
 @pytest.mark.parametrize("model_name", ["seq2seq", "encdec"])
 @pytest.mark.parametrize("jit", [False, True])
 def test_compiled_loop_matches_the_tutorials_loop(model_name, jit):
-    cfg = compose_config([f"model={model_name}", *TINY, "trainer.epochs=5", f"trainer.jit_compile={jit}"])
+    cfg = compose_config(
+        [f"model={model_name}", *TINY, "trainer.epochs=5", f"trainer.jit_compile={jit}"]
+    )
     keras.utils.set_random_seed(0)
     ours = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     reference = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
@@ -40,8 +44,12 @@ def test_compiled_loop_matches_the_tutorials_loop(model_name, jit):
     tutorial_loop(reference, cfg, np.random.default_rng(1))
 
     updates = cfg.trainer.epochs * windows_per_sequence(cfg.data) // cfg.trainer.batch_size
-    assert int(trainer.optimizer.iterations.numpy()) == updates == int(reference.optimizer.iterations.numpy())
-    for mine, theirs in zip(ours.get_weights(), reference.get_weights()):
+    assert (
+        int(trainer.optimizer.iterations.numpy())
+        == updates
+        == int(reference.optimizer.iterations.numpy())
+    )
+    for mine, theirs in zip(ours.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(mine, theirs, atol=2e-5)
     assert fit.epochs == 5 and list(fit.history.epoch) == [0, 1, 2, 3, 4]
 
@@ -75,7 +83,9 @@ def test_schedule_records_per_epoch_or_per_update():
 
 
 def test_stateless_batches_spanning_sequences():
-    cfg = compose_config([*TINY, "model.stateful=false", "trainer.batch_size=12", "trainer.epochs=7"])
+    cfg = compose_config(
+        [*TINY, "model.stateful=false", "trainer.batch_size=12", "trainer.epochs=7"]
+    )
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, None)
     trainer = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer)
@@ -83,16 +93,23 @@ def test_stateless_batches_spanning_sequences():
     # 12 windows = 2 sequences per update; 7 epochs round up to 8 = 4 updates, one record each.
     assert fit.epochs == 8 and int(trainer.optimizer.iterations.numpy()) == 4
     assert list(fit.history.epoch) == [1, 3, 5, 7]
-    assert np.isfinite(fit.history.loss).all() and ((fit.history.acc >= 0) & (fit.history.acc <= 1)).all()
+    assert (
+        np.isfinite(fit.history.loss).all()
+        and ((fit.history.acc >= 0) & (fit.history.acc <= 1)).all()
+    )
     assert not state_variables(model)
 
 
 def test_target_exact_stops_training_early():
-    cfg = compose_config([*TINY, "trainer.epochs=40", "trainer.log_every=4", "trainer.target_exact=0.0001"])
+    cfg = compose_config(
+        [*TINY, "trainer.epochs=40", "trainer.log_every=4", "trainer.target_exact=0.0001"]
+    )
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     validation = data.sample_windows(np.random.default_rng(5), 50, cfg.data)
-    fit = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(np.random.default_rng(0), validation)
+    fit = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(
+        np.random.default_rng(0), validation
+    )
     # Over 300 windows of 2 values in 0..9 at least one is echoed right by chance early on; the
     # first check after 4 epochs must already stop it.
     assert fit.epochs_to_target == 4 == fit.epochs
@@ -102,16 +119,28 @@ def test_target_exact_stops_training_early():
 def test_a_target_check_scores_the_first_fifth_alone_only_when_the_whole_cannot_reach_it():
     """check_target gives the verdict scoring everything would give, for any target, and
     stops at the first fifth of the sequences when that part's misses alone decide it."""
-    cfg = compose_config([*TINY, "trainer.epochs=20", "trainer.log_every=10", "trainer.learning_rate=0.02", "model.units=16"])
+    cfg = compose_config(
+        [
+            *TINY,
+            "trainer.epochs=20",
+            "trainer.log_every=10",
+            "trainer.learning_rate=0.02",
+            "model.units=16",
+        ]
+    )
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
-    Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(np.random.default_rng(0))
+    Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(
+        np.random.default_rng(0)
+    )
     predictor = Predictor(model, readout_for(cfg.model, cfg.data), jit_compile=False)
     X, y = data.sample_windows(np.random.default_rng(5), 10, cfg.data)
     whole, first = score(y, predictor(X)), score(y[:2], predictor(X[:2]))
     assert 0 < first.misses and whole.misses < whole.windows  # half-trained: some right, some wrong
     exact = whole.eval_exact
-    for target in sorted({*np.linspace(0, 1, 21), exact, np.nextafter(exact, 1), np.nextafter(exact, 0)}):
+    for target in sorted(
+        {*np.linspace(0, 1, 21), exact, np.nextafter(exact, 1), np.nextafter(exact, 0)}
+    ):
         checked = check_target(predictor, X, y, target)
         assert checked in (whole, first)
         assert (checked.eval_exact >= target) == (exact >= target), target
@@ -122,10 +151,20 @@ def test_a_target_check_scores_the_first_fifth_alone_only_when_the_whole_cannot_
 
 
 def test_training_learns_the_tiny_echo():
-    cfg = compose_config([*TINY, "trainer.epochs=400", "trainer.log_every=100", "trainer.learning_rate=0.02", "model.units=16"])
+    cfg = compose_config(
+        [
+            *TINY,
+            "trainer.epochs=400",
+            "trainer.log_every=100",
+            "trainer.learning_rate=0.02",
+            "model.units=16",
+        ]
+    )
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
-    fit = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(np.random.default_rng(0))
+    fit = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer).fit(
+        np.random.default_rng(0)
+    )
     X, y = data.sample_windows(np.random.default_rng(9), 20, cfg.data)
     scores = score(y, Predictor(model, readout_for(cfg.model, cfg.data), jit_compile=False)(X))
     assert fit.history.loss[-1] < fit.history.loss[0]
@@ -136,7 +175,9 @@ def test_score_counts_values_and_whole_windows():
     expected = np.array([[[1, 2], [3, 4]]])
     echoed = np.array([[[1, 2], [3, 5]]])
     scores = score(expected, echoed)
-    assert scores.eval_acc == 0.75 and scores.eval_exact == 0.5 and scores.position_acc == (1.0, 0.5)
+    assert (
+        scores.eval_acc == 0.75 and scores.eval_exact == 0.5 and scores.position_acc == (1.0, 0.5)
+    )
 
 
 def test_padded_positions_are_not_scored():
@@ -151,7 +192,16 @@ def test_padded_positions_are_not_scored():
 def test_padded_targets_weigh_nothing_in_training():
     """Training a masked model on padded windows moves the weights exactly as training it on the
     real targets alone would: PAD targets add neither loss nor gradient."""
-    cfg = compose_config([*TINY, "data.pad_incomplete=true", "model.stateful=false", "trainer.batch_size=8", "trainer.epochs=1", "trainer.log_every=1"])
+    cfg = compose_config(
+        [
+            *TINY,
+            "data.pad_incomplete=true",
+            "model.stateful=false",
+            "trainer.batch_size=8",
+            "trainer.epochs=1",
+            "trainer.log_every=1",
+        ]
+    )
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, cfg.data, None)
     trainer = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer)
@@ -159,7 +209,9 @@ def test_padded_targets_weigh_nothing_in_training():
     X, y = X[0], y[0]
     real = y != PAD
     assert (~real).any() and real.any()
-    with_pad = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(np.maximum(y, 0), model(X)))
+    with_pad = keras.ops.convert_to_numpy(
+        keras.losses.sparse_categorical_crossentropy(np.maximum(y, 0), model(X))
+    )
     expected_loss = with_pad[real].mean()
     loss, _ = trainer._train_steps(X[None], y[None], np.zeros(1, np.float32), 1)
     assert float(loss.numpy()[0]) == pytest.approx(float(expected_loss), rel=1e-5)
