@@ -3,8 +3,8 @@
     python benchmarks/startup.py              # 5 alternating pairs, medians
 
 Each sample is a fresh process that imports what a run imports (Keras with TensorFlow, MLflow
-with its sqlite store, echo's modules), once plainly and once inside `echo.train.absent`, as
-`echo.train.train` does. Rewrites the line in the README.
+with its sqlite store, echo's modules), once plainly and once inside `echo.cli.absent`, as
+`python -m echo.train` does. Rewrites the line in the README.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ IMPORTS = (
 )
 PROGRAM = f"""
 import time, gc
-from echo.train import absent
+from echo.cli import absent
 start = time.perf_counter()
 gc.disable()
 if {{blocked}}:

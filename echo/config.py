@@ -1,6 +1,6 @@
 """The typed config: what `conf/` must compose into, and the rules a type cannot express.
 
-`conf/config.yaml` starts from this schema (registered by echo.train), so Hydra merges the YAML
+`conf/config.yaml` starts from this schema (`register_schema`), so Hydra merges the YAML
 onto these dataclasses and a misspelt key or a value of the wrong type fails at composition.
 `validate` then checks the cross-field rules. Both happen
 before TensorFlow or MLflow are imported and before any run exists.
@@ -12,12 +12,19 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 from operator import attrgetter
+from pathlib import Path
 from typing import Optional, TypeVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
+
+# echo runs from its source tree (installed editable), so conf/ sits beside the package and
+# `python -m echo.train` finds it from any working directory.
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The name conf/config.yaml gives this schema, first in its defaults list.
+SCHEMA_NAME = "echo_schema"
 
 
 class ModelKind(str, Enum):
@@ -76,6 +83,9 @@ class TrainerConfig:
     # Epochs per compiled training call: progress lines, metric flushes and target checks
     # happen between calls.
     log_every: int = MISSING
+    # Score the whole validation set after the call that passes each multiple of this many
+    # epochs, and at the end: the val_acc and val_exact curves.
+    validate_every: int = MISSING
     jit_compile: bool = MISSING  # XLA-compile the training loop
     # Continue this MLflow run from its checkpoint, with the config it was started with.
     resume: Optional[str] = MISSING
@@ -94,6 +104,15 @@ class EchoConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+def register_schema() -> None:
+    """Store the schema in Hydra's ConfigStore, where conf/config.yaml names it: call before
+    composing. A function, not an import side effect, so that the ML core can use these
+    dataclasses without importing Hydra."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=EchoConfig)
 
 
 class ConfigError(ValueError):
@@ -130,6 +149,7 @@ MINIMUMS = {
     "trainer.eval_sequences": 1,
     "trainer.sample_echoes": 0,
     "trainer.log_every": 1,
+    "trainer.validate_every": 1,
 }
 
 
@@ -178,6 +198,27 @@ def to_echo_config(cfg: DictConfig) -> EchoConfig:
     echo_cfg = OmegaConf.to_object(cfg)
     assert isinstance(echo_cfg, EchoConfig), "conf/config.yaml must start from echo_schema"
     return validate(echo_cfg)
+
+
+def defaults() -> DictConfig:
+    """conf/config.yaml composed with no overrides: the value of every key, including keys
+    added since a run was saved. Inside a running Hydra app, its own config search path."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schema()
+    if GlobalHydra.instance().is_initialized():
+        return compose("config")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config")
+
+
+def from_saved(config_yaml: str) -> EchoConfig:
+    """The config a run saved (its config.yaml), validated. A key the run's version of echo
+    did not have yet takes today's default, so runs logged before it still resume and
+    predict."""
+    saved = OmegaConf.create(config_yaml)
+    return to_echo_config(OmegaConf.merge(defaults(), saved))
 
 
 def flat_params(cfg: EchoConfig) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,9 +15,17 @@ from echo.models import Readout, state_variables
 
 
 def reset_states(model: keras.Model) -> None:
-    # Keras 3 has no Model.reset_states(): zero each stateful layer's memory ourselves.
-    for variable in state_variables(model):
-        variable.assign(tf.zeros_like(variable))
+    """Zero the memory of every stateful layer (Keras 3 has no Model.reset_states())."""
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            layer.reset_state()
+
+
+def of_this_instance(method: Callable) -> Callable:
+    """`method`, for tf.function to trace once per object. TensorFlow counts traces by a
+    method's code, across all objects: every run's new model would add to one count, and
+    after five runs in a process (a sweep, a notebook) it warns of retracing that is not."""
+    return functools.partial(method)
 
 
 class Predictor:
@@ -38,7 +47,7 @@ class Predictor:
         )
         # Graph ops rather than Python for AutoGraph to rewrite, as in Trainer: faster to trace.
         self._predict = tf.function(
-            self._predict_batches,
+            of_this_instance(self._predict_batches),
             input_signature=signature,
             jit_compile=jit_compile,
             autograph=False,
@@ -120,3 +129,21 @@ def check_target(
         ) / windows < target:  # the whole's best case, computed as eval_exact is
             return first
     return score(y, predict(X))
+
+
+def echoes_table(X: np.ndarray, expected: np.ndarray, echoed: np.ndarray, count: int):
+    """The first `count` windows of X with their expected and echoed values, as a pandas table."""
+    import pandas as pd
+
+    n_in, n_out = X.shape[-1], expected.shape[-1]
+    X = X.reshape(-1, n_in)[:count]
+    expected = expected.reshape(-1, n_out)[:count]
+    echoed = echoed.reshape(-1, n_out)[:count]
+    return pd.DataFrame(
+        {
+            "window": [str(w.tolist()) for w in X],
+            "expected": [str(e.tolist()) for e in expected],
+            "echoed": [str(p.tolist()) for p in echoed],
+            "right": (expected == echoed).all(axis=1),
+        }
+    )

@@ -109,18 +109,21 @@ def build_model(model: ModelConfig, data: DataConfig, batch_size: int | None) ->
     else:
         raise ValueError(f"model.kind={kind}: no builder for it")
 
-    vector_output = kind in (ModelKind.one_to_one, ModelKind.many_to_one)
-    if linear:
+    return keras.Model(windows, echo_head(x, model, data), name=kind.value)
+
+
+def echo_head(x, model: ModelConfig, data: DataConfig):
+    """The layer named `echo`: one value per position (linear), or probabilities over the
+    n_unique values per position (one-hot), from per-position features or one echo vector."""
+    vector_output = model.kind in (ModelKind.one_to_one, ModelKind.many_to_one)
+    if model.representation == Representation.linear:
         if not vector_output:
             x = layers.TimeDistributed(layers.Dense(1), name="value")(x)
-        echo = layers.Reshape((data.n_out,), name="echo")(x)
-    elif vector_output:
-        echo = layers.Softmax(name="echo")(x)
-    else:
-        echo = layers.TimeDistributed(
-            layers.Dense(data.n_unique, activation="softmax"), name="echo"
-        )(x)
-    return keras.Model(windows, echo, name=kind.value)
+        return layers.Reshape((data.n_out,), name="echo")(x)
+    if vector_output:
+        return layers.Softmax(name="echo")(x)
+    dense = layers.Dense(data.n_unique, activation="softmax")
+    return layers.TimeDistributed(dense, name="echo")(x)
 
 
 def state_variables(model: keras.Model) -> list:

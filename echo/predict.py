@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import List, Optional
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
-from echo.config import EchoConfig, parse_key_values, to_echo_config
+from echo.config import EchoConfig, from_saved, parse_key_values
 from echo.errors import BadRequest, run_command
 
 
@@ -60,8 +60,11 @@ def check(request: PredictConfig, cfg: EchoConfig) -> list[list[int]]:
     return sequences
 
 
-def echo_sequences(model, cfg: EchoConfig, sequences: list[list[int]]) -> list[list[int]]:
-    """Every window's echo, sequence by sequence, in order."""
+def echo_sequences(
+    model, cfg: EchoConfig, sequences: list[list[int]], pad: bool = False
+) -> list[list[int]]:
+    """Every window's echo, sequence by sequence, in order; with `pad` (a model trained with
+    data.pad_incomplete), also the padded windows that end at each sequence's first values."""
     import numpy as np
 
     from echo.data import frame_windows
@@ -76,7 +79,7 @@ def echo_sequences(model, cfg: EchoConfig, sequences: list[list[int]]) -> list[l
             np.asarray(sequence, dtype=np.int32),
             cfg.data.n_in,
             cfg.data.n_out,
-            cfg.data.pad_incomplete,
+            pad,
         )
         windows = len(X)
         # A stateful model takes whole batches: pad the windows at the end, where the padding
@@ -91,8 +94,7 @@ def main(argv: list[str]) -> None:
     request = parse(argv)
     from echo import tracking
 
-    saved = OmegaConf.create(tracking.run_config(request.run_id))
-    cfg = to_echo_config(OmegaConf.merge(OmegaConf.structured(EchoConfig), saved))
+    cfg = from_saved(tracking.run_config(request.run_id))
     sequences = check(request, cfg)
     from echo.models import build_model  # TensorFlow, once the request is known to be good
 
@@ -100,9 +102,10 @@ def main(argv: list[str]) -> None:
     # version saved it, and nothing in the artifact is run as code.
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     model.set_weights(tracking.load_model(request.run_id).get_weights())
-    # Given windows, each is a sequence of its own, with fresh state; given a sequence, its
-    # windows run in order, as in training.
-    for echo in echo_sequences(model, cfg, sequences):
+    # Given windows, each is a sequence of its own, with fresh state, and has one echo; given a
+    # sequence, its windows run in order, as in training, padded ones too when it was.
+    pad = request.sequence is not None and cfg.data.pad_incomplete
+    for echo in echo_sequences(model, cfg, sequences, pad):
         print(json.dumps(echo))
 
 

@@ -4,9 +4,12 @@
     python -m echo.report experiment=NAME csv=runs.csv  # and write the table as CSV
     python -m echo.report sweep=PARENT_RUN_ID png=sweep.png
 
-Columns: the params that differ between the runs, then eval_acc, eval_exact, epochs_to_target
-and train_seconds; rows sorted best first (eval_exact, then the fewest epochs to the target,
-then the shortest training).
+Columns: the params that differ between the runs, then each run's summary metrics; rows sorted
+best first (val_exact, then the fewest epochs to the target, then the shortest training);
+the held-out test scores (eval_*) are shown, never used to order.
+
+This module is also where runs become one pandas table (`runs_table`) and where the best of
+them is chosen (`best_run`), for the sweep summary and the study alike.
 """
 
 from __future__ import annotations
@@ -18,9 +21,23 @@ import pandas as pd
 
 from echo.config import parse_key_values
 from echo.errors import BadRequest, run_command
-from echo.store import RESULT_METRICS
 
-METRICS = list(RESULT_METRICS)
+# The summary metrics a run logs, in the order tables show them.
+METRICS = (
+    "val_acc",
+    "val_exact",
+    "eval_acc",
+    "eval_exact",
+    "epochs_to_target",
+    "epochs_trained",
+    "train_seconds",
+    "parameters",
+)
+# What "best" means: the metric a sweep's best run, the report's order and a search's objective
+# go by. Validation, never the test scores (eval_*), which are only reported.
+CHOOSE_BY = "val_exact"
+# Best first: the highest CHOOSE_BY, then the fewest epochs to the target, then the fastest.
+ORDER = {CHOOSE_BY: False, "epochs_to_target": True, "train_seconds": True}
 
 
 @dataclass
@@ -31,24 +48,54 @@ class ReportConfig:
     png: Optional[str] = None
 
 
-def summarise(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """(table, the params that vary) from MLflow's runs frame."""
-    params = [c for c in runs.columns if c.startswith("params.")]
-    varied = [c for c in params if runs[c].astype(str).nunique() > 1]
-    table = pd.DataFrame({"run_name": runs.get("tags.mlflow.runName"), "status": runs["status"]})
-    for column in varied:
-        values = runs[column]
-        numeric = pd.to_numeric(values, errors="coerce")
-        table[column.removeprefix("params.")] = numeric if numeric.notna().all() else values
-    for metric in METRICS:
-        table[metric] = runs.get(f"metrics.{metric}")
-    table["run_id"] = runs["run_id"]
-    table = table.sort_values(
-        ["eval_exact", "epochs_to_target", "train_seconds"],
-        ascending=[False, True, True],
-        na_position="last",
+def runs_table(runs: pd.DataFrame, params: Optional[list[str]] = None) -> pd.DataFrame:
+    """MLflow's runs frame as one row per run: run_name, status, the `params` given (dotted
+    keys; those that vary between the runs when None), METRICS and run_id, best first.
+    Params that are all numbers become numbers."""
+    if params is None:
+        names = [c.removeprefix("params.") for c in runs.columns if c.startswith("params.")]
+        params = [p for p in names if runs[f"params.{p}"].astype(str).nunique() > 1]
+    table = pd.DataFrame(
+        {"run_name": runs.get("tags.mlflow.runName"), "status": runs["status"]}, index=runs.index
     )
-    return table.reset_index(drop=True), [c.removeprefix("params.") for c in varied]
+    for param in params:
+        values = runs.get(f"params.{param}", pd.Series(None, index=runs.index, dtype=object))
+        numeric = pd.to_numeric(values, errors="coerce")
+        table[param] = numeric if numeric.notna().all() else values
+    for metric in METRICS:
+        column = runs.get(f"metrics.{metric}", pd.Series(float("nan"), index=runs.index))
+        table[metric] = pd.to_numeric(column)
+    table["run_id"] = runs["run_id"]
+    order = table.sort_values(
+        list(ORDER), ascending=list(ORDER.values()), na_position="last", kind="stable"
+    )
+    return order.reset_index(drop=True)
+
+
+def finished(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs of `table` that finished and have a score to be chosen by."""
+    return table[table["status"] == "FINISHED"].dropna(subset=[CHOOSE_BY])
+
+
+def best_run(table: pd.DataFrame) -> Optional[dict[str, object]]:
+    """The best finished run of a `runs_table` (its first such row), or None: its run_id,
+    run_name, and the metric and value it was chosen by."""
+    done = finished(table)
+    if done.empty:
+        return None
+    best = done.iloc[0]
+    return {
+        "run_id": best["run_id"],
+        "run_name": best["run_name"],
+        "metric": CHOOSE_BY,
+        "value": float(best[CHOOSE_BY]),
+    }
+
+
+def varied_params(table: pd.DataFrame) -> list[str]:
+    """The param columns of a `runs_table`."""
+    fixed = {"run_name", "status", "run_id", *METRICS}
+    return [c for c in table.columns if c not in fixed]
 
 
 def main(argv: list[str]) -> pd.DataFrame:
@@ -58,7 +105,7 @@ def main(argv: list[str]) -> pd.DataFrame:
     runs = tracking.runs_frame(request.experiment, request.sweep)
     if runs.empty:
         raise BadRequest("no runs to report")
-    table, varied = summarise(runs)
+    table = runs_table(runs)
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(table.to_string(index=False))
     if request.csv:
@@ -66,8 +113,7 @@ def main(argv: list[str]) -> pd.DataFrame:
     if request.png:
         from echo import figures
 
-        finished = table[table["status"] == "FINISHED"].dropna(subset=["eval_exact"])
-        figures.sweep_chart(finished, varied).savefig(request.png)
+        figures.sweep_chart(finished(table), varied_params(table), CHOOSE_BY).savefig(request.png)
     return table
 
 

@@ -13,9 +13,6 @@ from echo.errors import TrackingUnavailable
 # MLflow's own tag for a run's parent: the UI nests a sweep's runs under the sweep's run.
 PARENT_TAG = "mlflow.parentRunId"
 
-# What a sweep's summary and echo.report show of each run.
-RESULT_METRICS = ("eval_acc", "eval_exact", "epochs_to_target", "train_seconds")
-
 # MLflow's embedded store: `mlflow ui` started in the same folder shows the runs.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 

@@ -26,14 +26,6 @@ from echo.config import parse_key_values
 from echo.errors import BadRequest, EchoError, run_command
 
 REPO = Path(__file__).resolve().parent.parent
-METRICS = (
-    "eval_acc",
-    "eval_exact",
-    "epochs_to_target",
-    "epochs_trained",
-    "train_seconds",
-    "parameters",
-)
 
 
 @dataclass(frozen=True)
@@ -369,33 +361,31 @@ def run_sweep(request: StudyConfig, sweep_dir: Path) -> str:
     return parent
 
 
+# The params the study's tables quote, and the names they go by there.
+PARAMS = {
+    "trainer.seed": "seed",
+    "model.units": "units",
+    "trainer.batch_size": "batch_size",
+    "trainer.learning_rate": "learning_rate",
+    "trainer.target_exact": "target_exact",
+}
+
+
 def collect(parent_run_id: str) -> pd.DataFrame:
-    """The study's runs, one row each: preset, seed, units, batch size, learning rate, status
-    and metrics."""
-    from echo import tracking
+    """The study's runs, one row each: preset, seed, units, batch size, learning rate, target,
+    the machine, status and metrics."""
+    from echo import report, tracking
 
     runs = tracking.runs_frame(parent_run_id=parent_run_id)
     if runs.empty:
         raise BadRequest(f"sweep={parent_run_id}: the sweep has no runs")
-    table = pd.DataFrame(
-        {
-            "preset": runs["tags.mlflow.runName"],
-            "seed": pd.to_numeric(runs["params.trainer.seed"]),
-            "units": pd.to_numeric(runs["params.model.units"]),
-            "batch_size": pd.to_numeric(runs["params.trainer.batch_size"]),
-            "learning_rate": pd.to_numeric(runs["params.trainer.learning_rate"]),
-            "target_exact": pd.to_numeric(
-                runs["params.trainer.target_exact"], errors="coerce"
-            ),  # "None": no target
-            "cpu_count": runs.get("tags.echo.cpu_count"),
-            "gpus": runs.get("tags.echo.gpus"),
-            "status": runs["status"],
-            **{
-                m: pd.to_numeric(runs.get(f"metrics.{m}", pd.Series(np.nan, index=runs.index)))
-                for m in METRICS
-            },
-        }
-    )
+    table = report.runs_table(runs, list(PARAMS)).rename(columns={"run_name": "preset", **PARAMS})
+    # "None" where a preset sets no target.
+    table["target_exact"] = pd.to_numeric(table["target_exact"], errors="coerce")
+    machine = runs.set_index("run_id")
+    for tag in ("cpu_count", "gpus"):
+        column = machine.get(f"tags.echo.{tag}", pd.Series(None, index=machine.index))
+        table[tag] = table["run_id"].map(column)
     return table.sort_values(["preset", "seed"]).reset_index(drop=True)
 
 

@@ -1,9 +1,10 @@
-"""Everything echo records in MLflow. No other module imports mlflow.
+"""Everything echo records in MLflow, and reads back. No other module imports mlflow.
 
 Two promises shape it. A run always ends in a true state: FINISHED, FAILED with the reason in
 the `echo.failure` tag, or KILLED with a checkpoint to resume from. And nothing is lost when the
 store fails mid-run: whatever could not be written is kept in a local folder, and the log says
-where.
+where. It only reads and writes: which run is best, and what a chart shows, are decided by
+the callers (echo.sweep, echo.report).
 """
 
 from __future__ import annotations
@@ -12,132 +13,156 @@ import datetime
 import json
 import logging
 import shutil
+import socket
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import Optional
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric, Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from echo.errors import Interrupted, UnknownRun
-from echo.store import (
-    PARENT_TAG,
-    RESULT_METRICS,
-    check_reachable,
-    tracking_uri,
-    without_credentials,
-)
-
-if TYPE_CHECKING:
-    from echo.trainer import History
+from echo.store import PARENT_TAG, check_reachable, tracking_uri, without_credentials
 
 log = logging.getLogger(__name__)
 
 FAILURE_TAG = "echo.failure"
+# A sweep job that failed, as one tag per job on the sweep's parent run: the jobs' channel
+# back to the sweep, whichever launcher ran them and whether or not they made a run.
+FAILED_JOB_TAG = "echo.failed_job."
 # MLflow 3's mark of a model-training experiment, as opposed to a GenAI one. (The 3.17 UI still
 # opens on its GenAI / Model training switch; ?workflowType=machine_learning in the URL sets it.)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def ensure_experiment(client: MlflowClient, name: str) -> str:
-    found = client.get_experiment_by_name(name)
+def client() -> MlflowClient:
+    """A client of the tracking store echo is pointed at, checked to answer; MLflow's own
+    functions (runs, artifacts, models) are pointed there too."""
+    uri = tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def ensure_experiment(store: MlflowClient, name: str) -> str:
+    found = store.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return client.create_experiment(name, tags=EXPERIMENT_TAGS)
+    return store.create_experiment(name, tags=EXPERIMENT_TAGS)
 
 
 def prepare(experiments: set[str]) -> None:
     """Create the store's tables and the experiments once, before parallel jobs start: several
-    processes creating a fresh sqlite store at once trip over each other's migrations. The
-    caller (echo.callbacks.preflight) has checked that the store answers."""
-    client = MlflowClient(tracking_uri())
+    processes creating a fresh sqlite store at once trip over each other's migrations."""
+    store = client()
     for name in sorted(experiments):
-        ensure_experiment(client, name)
+        ensure_experiment(store, name)
+
+
+def this_process() -> dict[str, str]:
+    """Tags that name the process a run lives in."""
+    import os
+
+    return {"echo.host": socket.gethostname(), "echo.pid": str(os.getpid())}
 
 
 def start_sweep(experiment: str, overrides: list[str], tags: dict[str, str]) -> str:
     """The parent run of a sweep; its jobs' runs name it in their mlflow.parentRunId tag."""
-    client = MlflowClient(tracking_uri())
-    run = client.create_run(
-        ensure_experiment(client, experiment),
+    store = client()
+    run = store.create_run(
+        ensure_experiment(store, experiment),
         run_name="sweep " + " ".join(overrides),
-        tags={"echo.role": "sweep", "echo.sweep_overrides": " ".join(overrides), **tags},
+        tags={
+            "echo.role": "sweep",
+            "echo.sweep_overrides": " ".join(overrides),
+            **this_process(),
+            **tags,
+        },
     )
     return run.info.run_id
 
 
-def finish_sweep(
-    parent_run_id: str, swept_keys: list[str], failed_jobs: list[str] = ()
-) -> pd.DataFrame:
-    """Give the parent run the sweep's results table, its best job and a chart; end it, FAILED
-    if any job failed (`failed_jobs`: why, one line each, for jobs that may have no run)."""
-    from echo import figures
+def record_failed_job(parent_run_id: str, job_number: int, why: str) -> None:
+    """Tell a sweep's parent that one of its jobs failed, and why (one line)."""
+    client().set_tag(parent_run_id, f"{FAILED_JOB_TAG}{job_number}", why[:5000])
 
-    client = MlflowClient(tracking_uri())
-    parent = client.get_run(parent_run_id)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
-        max_results=10000,
+
+def failed_jobs(parent_run_id: str) -> list[str]:
+    """What `record_failed_job` told the parent, in job order."""
+    tags = client().get_run(parent_run_id).data.tags
+    numbers = sorted(
+        int(key[len(FAILED_JOB_TAG) :]) for key in tags if key.startswith(FAILED_JOB_TAG)
     )
-    results = pd.DataFrame(
-        [
-            {
-                "run_id": child.info.run_id,
-                "run_name": child.info.run_name,
-                "status": child.info.status,
-                **{key: child.data.params.get(key) for key in swept_keys},
-                **{key: child.data.metrics.get(key) for key in RESULT_METRICS},
-            }
-            for child in children
-        ]
-    )
-    status = RunStatus.FINISHED
+    return [tags[f"{FAILED_JOB_TAG}{n}"] for n in numbers]
+
+
+def finish_sweep(
+    parent_run_id: str,
+    results: pd.DataFrame,
+    best: Optional[dict[str, object]],
+    chart,
+    failure: Optional[str],
+) -> None:
+    """Give the parent its results table, best run (`best`: run_id, run_name and the metric it
+    was chosen by) and chart, then end it: FAILED with `failure` as the reason, or FINISHED."""
+    store = client()
     if len(results):
-        client.log_table(parent_run_id, results, "results.json")
-        finished = results[results["status"] == "FINISHED"].dropna(subset=["eval_exact"])
-        if len(finished):
-            best = finished.loc[finished["eval_exact"].idxmax()]
-            client.set_tag(parent_run_id, "echo.best_run_id", best["run_id"])
-            client.set_tag(parent_run_id, "echo.best_run_name", best["run_name"])
-            client.log_metric(parent_run_id, "best_eval_exact", float(best["eval_exact"]))
-            numeric = {k: pd.to_numeric(finished[k]) for k in swept_keys if _numeric(finished[k])}
-            figure = figures.sweep_chart(finished.assign(**numeric), swept_keys)
-            client.log_figure(parent_run_id, figure, "eval_exact_by_sweep.png")
-        if (results["status"] != "FINISHED").any():
-            status = RunStatus.FAILED
-    if failed_jobs:
-        client.set_tag(parent_run_id, FAILURE_TAG, "; ".join(failed_jobs)[:5000])
-        status = RunStatus.FAILED
-    client.set_terminated(parent_run_id, RunStatus.to_string(status))
-    return results
+        store.log_table(parent_run_id, results, "results.json")
+    if best is not None:
+        store.set_tag(parent_run_id, "echo.best_run_id", best["run_id"])
+        store.set_tag(parent_run_id, "echo.best_run_name", best["run_name"])
+        store.log_metric(parent_run_id, f"best_{best['metric']}", float(best["value"]))
+    if chart is not None:
+        store.log_figure(parent_run_id, chart, f"{best['metric']}_by_sweep.png")
+    if failure:
+        store.set_tag(parent_run_id, FAILURE_TAG, failure[:5000])
+    status = RunStatus.FAILED if failure else RunStatus.FINISHED
+    store.set_terminated(parent_run_id, RunStatus.to_string(status))
 
 
 def find_sweep(experiment: str, sweep_dir: str) -> Optional[str]:
     """The parent run of the sweep Hydra ran into `sweep_dir`, if it started."""
-    client = MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return None
-    runs = client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.`echo.role` = 'sweep' and tags.`echo.hydra_sweep_dir` = '{sweep_dir}'",
-        max_results=1,
-    )
+    runs = _search_sweeps(experiment, f"tags.`echo.hydra_sweep_dir` = '{sweep_dir}'")
     return runs[0].info.run_id if runs else None
+
+
+def sweeps_of_this_process(experiments: set[str], since_ms: int) -> list[Run]:
+    """The sweeps this process started since `since_ms` (ms since the epoch), newest first."""
+    me = this_process()
+    query = " and ".join(
+        [
+            f"tags.`echo.host` = '{me['echo.host']}'",
+            f"tags.`echo.pid` = '{me['echo.pid']}'",
+            f"attributes.start_time >= {since_ms}",
+        ]
+    )
+    return [run for name in sorted(experiments) for run in _search_sweeps(name, query)]
+
+
+def _search_sweeps(experiment: str, query: str) -> list[Run]:
+    store = client()
+    found = store.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return store.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`echo.role` = 'sweep' and {query}",
+        order_by=["attributes.start_time DESC"],
+    )
 
 
 def run_facts(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
     """A run's experiment, when it started, and how many minutes it lasted (None while it runs)."""
-    client = MlflowClient(tracking_uri())
-    info = client.get_run(run_id).info
+    store = client()
+    info = store.get_run(run_id).info
     minutes = (info.end_time - info.start_time) / 60000 if info.end_time else None
-    experiment = client.get_experiment(info.experiment_id).name
+    experiment = store.get_experiment(info.experiment_id).name
     return experiment, datetime.datetime.fromtimestamp(info.start_time / 1000), minutes
 
 
@@ -146,33 +171,29 @@ def runs_frame(
 ) -> pd.DataFrame:
     """An experiment's runs, or one sweep's jobs, as MLflow's table: params.*, metrics.*, tags.*.
     Sweep parents are left out: they summarise runs, they are not runs of their own."""
-    uri = tracking_uri()
-    check_reachable(uri)
-    client = MlflowClient(uri)
+    store = client()
+    where = without_credentials(tracking_uri())
     if parent_run_id:
-        try:
-            experiment_id = client.get_run(parent_run_id).info.experiment_id
-        except Exception:  # noqa: BLE001
-            raise UnknownRun(
-                f"sweep={parent_run_id}: no such run in {without_credentials(uri)}"
-            ) from None
+        experiment_id = _run(store, parent_run_id, f"sweep={parent_run_id}").info.experiment_id
         query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
     else:
-        found = client.get_experiment_by_name(experiment)
+        found = store.get_experiment_by_name(experiment)
         if found is None:
-            raise UnknownRun(
-                f"experiment={experiment}: no such experiment in {without_credentials(uri)}"
-            )
+            raise UnknownRun(f"experiment={experiment}: no such experiment in {where}")
         experiment_id, query = found.experiment_id, ""
-    mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs([experiment_id], filter_string=query, max_results=100000)
     if "tags.echo.role" in runs:
         runs = runs[runs["tags.echo.role"] != "sweep"]
     return runs
 
 
-def _numeric(column: pd.Series) -> bool:
-    return pd.to_numeric(column, errors="coerce").notna().all()
+def _run(store: MlflowClient, run_id: str, given: str) -> Run:
+    """The run `run_id`, or UnknownRun naming `given`, what the user typed."""
+    try:
+        return store.get_run(run_id)
+    except Exception:  # noqa: BLE001 - MLflow's error for a missing run depends on the store
+        where = without_credentials(tracking_uri())
+        raise UnknownRun(f"{given}: no such run in {where}") from None
 
 
 class RunLog:
@@ -182,7 +203,7 @@ class RunLog:
         self.run_id = run_id
         self.client = MlflowClient()
         self.fallback_dir = fallback_dir
-        self.curves: list[History] = []
+        self.curves: dict[str, list[pd.DataFrame]] = {}  # by the file they are kept in
         # One writer thread, so batches land in order while training goes on. Not MLflow's
         # asynchronous logging: its writer waits on its queue in one-second polls, and ending
         # the run waits for the current poll to run out (MLflow 3.17).
@@ -199,16 +220,23 @@ class RunLog:
         )
         return self.fallback_dir
 
-    def log_history(self, history: History) -> None:
-        """Queue one batch of curve points. One blocking write per point would cost ~6 ms each
-        on sqlite, half a minute over the tutorial's 5,000 epochs; the writer thread takes the
-        whole batch in one call while training goes on."""
-        self.curves.append(history)
+    def _write(self, what: str, write: Callable[[], object], keep: Callable[[Path], object]):
+        """`write()` to the store; if it fails, `keep(folder)` a local copy instead."""
+        try:
+            write()
+        except Exception as err:  # noqa: BLE001 - any store failure: keep it locally
+            keep(self._keep(what, err))
+
+    def log_history(self, curves: pd.DataFrame, file: str = "curves.csv") -> None:
+        """Queue one batch of curve points: a row per recorded epoch, its `epoch` and a column
+        per metric; kept in `file` if the store refuses them. One blocking write per point
+        would cost ~6 ms each on sqlite, half a minute over the tutorial's 5,000 epochs; the
+        writer thread takes the whole batch in one call while training goes on."""
+        self.curves.setdefault(file, []).append(curves)
         now = int(time.time() * 1000)
         metrics = [
             Metric(key, float(value), now, int(epoch))
-            for key, values in (("loss", history.loss), ("acc", history.acc))
-            for epoch, value in zip(history.epoch, values, strict=True)
+            for epoch, key, value in curves.melt(id_vars="epoch").itertuples(index=False)
         ]
         self.pending.append(self.writer.submit(self.client.log_batch, self.run_id, metrics=metrics))
 
@@ -222,14 +250,9 @@ class RunLog:
                 failures.append(err)
         self.pending = []
         if failures and self.curves:
-            folder = self._keep("the loss and acc curves", failures[0])
-            frame = pd.concat(
-                [
-                    pd.DataFrame({"epoch": h.epoch, "loss": h.loss, "acc": h.acc})
-                    for h in self.curves
-                ]
-            )
-            frame.to_csv(folder / "curves.csv", index=False)
+            folder = self._keep("the learning curves", failures[0])
+            for file, frames in self.curves.items():
+                pd.concat(frames).to_csv(folder / file, index=False)
 
     def close(self) -> None:
         """Flush, then end the writer thread, whatever the flush meets (a second Ctrl-C, a
@@ -240,95 +263,92 @@ class RunLog:
             self.writer.shutdown(cancel_futures=True)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        try:
-            mlflow.log_metrics(metrics)
-        except Exception as err:  # noqa: BLE001
-            (self._keep("the summary metrics", err) / "metrics.json").write_text(
-                json.dumps(metrics, indent=1)
-            )
+        self._write(
+            "the summary metrics",
+            lambda: mlflow.log_metrics(metrics),
+            lambda folder: (folder / "metrics.json").write_text(json.dumps(metrics, indent=1)),
+        )
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        try:
-            mlflow.set_tags(tags)
-        except Exception as err:  # noqa: BLE001
-            (self._keep("the tags", err) / "tags.json").write_text(json.dumps(tags, indent=1))
+        self._write(
+            "the tags",
+            lambda: mlflow.set_tags(tags),
+            lambda folder: (folder / "tags.json").write_text(json.dumps(tags, indent=1)),
+        )
 
     def log_echoes(self, echoes: pd.DataFrame) -> None:
-        try:
-            mlflow.log_table(echoes, artifact_file="echoes.json")
-        except Exception as err:  # noqa: BLE001
-            echoes.to_csv(self._keep("the echoes table", err) / "echoes.csv", index=False)
+        self._write(
+            "the echoes table",
+            lambda: mlflow.log_table(echoes, artifact_file="echoes.json"),
+            lambda folder: echoes.to_csv(folder / "echoes.csv", index=False),
+        )
 
     def log_figure(self, figure, name: str) -> None:
-        try:
-            mlflow.log_figure(figure, name)
-        except Exception as err:  # noqa: BLE001
-            figure.savefig(self._keep(f"the figure {name}", err) / name)
+        self._write(
+            f"the figure {name}",
+            lambda: mlflow.log_figure(figure, name),
+            lambda folder: figure.savefig(folder / name),
+        )
+
+    def log_checkpoint(self, folder: Path) -> None:
+        self._write(
+            "the checkpoint",
+            lambda: mlflow.log_artifacts(str(folder), artifact_path="checkpoint"),
+            lambda kept: shutil.copytree(folder, kept / "checkpoint", dirs_exist_ok=True),
+        )
 
     def log_model(self, model, input_example) -> None:
         """Log the Keras model as the run's MLflow model `model`, with a signature and an input
-        example, so that mlflow.keras.load_model and mlflow.pyfunc.load_model both take it.
+        example, so that mlflow.keras.load_model and mlflow.pyfunc.load_model both take it."""
+        self._write(
+            "the model",
+            lambda: _log_keras_model(self.client, self.run_id, model, input_example),
+            lambda folder: model.save(folder / "model.keras"),
+        )
 
-        Saved first and logged second, rather than by mlflow.keras.log_model: with an input
-        example that writes the example before making the folder it goes in, and fails (MLflow
-        3.17 and 3.18)."""
-        import keras
-        import numpy as np
-        import tensorflow as tf
-        from mlflow.entities import LoggedModelStatus
-        from mlflow.models import ModelSignature
-        from mlflow.types import Schema, TensorSpec
 
-        def spec(tensor):  # any number of rows, whatever batch size a stateful model was built for
-            return Schema([TensorSpec(np.dtype(tensor.dtype), (-1, *tensor.shape[1:]))])
+def _log_keras_model(store: MlflowClient, run_id: str, model, input_example) -> None:
+    """Saved first and logged second, rather than by mlflow.keras.log_model: with an input
+    example that writes the example before making the folder it goes in, and fails (MLflow
+    3.17 and 3.18). A model left half-logged is marked FAILED."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
-        logged = None
-        try:
-            # From the model's shapes: inferring it from a prediction would cost a traced call.
-            signature = ModelSignature(inputs=spec(model.inputs[0]), outputs=spec(model.outputs[0]))
-            logged = mlflow.initialize_logged_model(name="model", source_run_id=self.run_id)
-            with tempfile.TemporaryDirectory() as tmp:
-                folder = Path(tmp) / "model"
-                folder.mkdir()
-                mlflow.keras.save_model(
-                    model,
-                    str(folder),
-                    signature=signature,
-                    input_example=input_example,
-                    # Naming the requirements spares MLflow from re-importing TensorFlow.
-                    pip_requirements=[
-                        f"tensorflow=={tf.__version__}",
-                        f"keras=={keras.__version__}",
-                    ],
-                )
-                self.client.log_model_artifacts(logged.model_id, str(folder))
-            mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-        except Exception as err:  # noqa: BLE001
-            if logged is not None:
-                try:
-                    mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
-                except Exception:  # noqa: BLE001, S110 - the store is failing already
-                    pass
-            model.save(self._keep("the model", err) / "model.keras")
+    def spec(tensor):  # any number of rows, whatever batch size a stateful model was built for
+        return Schema([TensorSpec(np.dtype(tensor.dtype), (-1, *tensor.shape[1:]))])
 
-    def log_checkpoint(self, folder: Path) -> None:
-        try:
-            mlflow.log_artifacts(str(folder), artifact_path="checkpoint")
-        except Exception as err:  # noqa: BLE001
-            shutil.copytree(
-                folder, self._keep("the checkpoint", err) / "checkpoint", dirs_exist_ok=True
+    # From the model's shapes: inferring it from a prediction would cost a traced call.
+    signature = ModelSignature(inputs=spec(model.inputs[0]), outputs=spec(model.outputs[0]))
+    logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "model"
+            folder.mkdir()
+            mlflow.keras.save_model(
+                model,
+                str(folder),
+                signature=signature,
+                input_example=input_example,
+                # Naming the requirements spares MLflow from re-importing TensorFlow.
+                pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
             )
+            store.log_model_artifacts(logged.model_id, str(folder))
+    except BaseException:
+        try:
+            mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        except Exception:  # noqa: BLE001, S110 - the store is failing already
+            pass
+        raise
+    mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
 
 
 def run_config(run_id: str) -> str:
     """The resolved config YAML a run was started with."""
-    uri = tracking_uri()
-    check_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    try:
-        MlflowClient(uri).get_run(run_id)
-    except Exception:  # noqa: BLE001 - MLflow's error for a missing run depends on the store
-        raise UnknownRun(f"run_id={run_id}: no such run in {without_credentials(uri)}") from None
+    _run(client(), run_id, f"run_id={run_id}")
     return mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
 
 
@@ -361,13 +381,11 @@ def start_run(
     tags: Optional[dict[str, str]] = None,
 ) -> Iterator[RunLog]:
     """One MLflow run (or `resume_run_id` reopened) that ends FINISHED, FAILED or KILLED."""
-    uri = tracking_uri()
-    check_reachable(uri)
-    mlflow.set_tracking_uri(uri)
+    store = client()
     if resume_run_id:
         run = mlflow.start_run(run_id=resume_run_id)
     else:
-        experiment_id = ensure_experiment(MlflowClient(uri), experiment)
+        experiment_id = ensure_experiment(store, experiment)
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     run_log = RunLog(run.info.run_id, fallback_dir)
     status = RunStatus.FAILED
@@ -387,12 +405,11 @@ def start_run(
         try:
             run_log.close()
         finally:
-            try:
-                mlflow.end_run(RunStatus.to_string(status))
-            except Exception as err:  # noqa: BLE001 - the store is gone; say so, keep the rest
-                log.warning(
-                    "could not mark run %s %s in MLflow (%s)",
-                    run.info.run_id,
-                    RunStatus.to_string(status),
-                    err,
-                )
+            _end_run(run.info.run_id, RunStatus.to_string(status))
+
+
+def _end_run(run_id: str, status: str) -> None:
+    try:
+        mlflow.end_run(status)
+    except Exception as err:  # noqa: BLE001 - the store is gone; say so, keep the rest
+        log.warning("could not mark run %s %s in MLflow (%s)", run_id, status, err)

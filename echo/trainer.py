@@ -22,7 +22,14 @@ import tensorflow as tf
 
 from echo import data as echo_data
 from echo.config import PAD, DataConfig, TrainerConfig, windows_per_sequence
-from echo.evaluation import Predictor, check_target, reset_states
+from echo.evaluation import (
+    Predictor,
+    Scores,
+    check_target,
+    of_this_instance,
+    reset_states,
+    score,
+)
 from echo.models import Readout, state_variables
 
 log = logging.getLogger(__name__)
@@ -69,6 +76,7 @@ class FitResult:
     epochs_to_target: Optional[int]  # epochs trained when validation first met target_exact
     train_seconds: float
     interrupted: bool = False  # stopped on request before the last epoch
+    validation: Optional[Scores] = None  # the whole validation set at the last epoch trained
 
 
 class Diverged(RuntimeError):
@@ -81,6 +89,8 @@ class Diverged(RuntimeError):
 
 # Called after every compiled call with that call's records: a place to log them as they come.
 ProgressCallback = Callable[[History], None]
+# Called with the (0-based) epoch and the whole validation set's scores, at each validation.
+ValidationCallback = Callable[[int, Scores], None]
 
 
 def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
@@ -101,7 +111,7 @@ class Trainer:
         # The loop is written as graph ops (tf.while_loop), not as Python for AutoGraph to
         # rewrite: that rewriting is paid at every run's start, in tracing.
         self._train = tf.function(
-            self._train_steps, jit_compile=trainer.jit_compile, autograph=False
+            of_this_instance(self._train_steps), jit_compile=trainer.jit_compile, autograph=False
         )
         # Scores validation for target_exact, and then the held-out test set: one traced
         # function for both, as they have the same shape.
@@ -147,14 +157,53 @@ class Trainer:
         on_progress: Optional[ProgressCallback] = None,
         start_epoch: int = 0,
         should_stop: Callable[[], bool] = lambda: False,
+        on_validation: Optional[ValidationCallback] = None,
     ) -> FitResult:
-        """Train from `start_epoch` (0, or where a checkpoint left off) to trainer.epochs.
+        """Train from `start_epoch` (0, or where a checkpoint left off) to trainer.epochs,
+        scoring the `validation` windows (when given) every trainer.validate_every epochs and
+        at the end.
 
         Stops early when validation meets trainer.target_exact, or between two calls when
         `should_stop()` says so (FitResult.interrupted). Raises Diverged on a NaN or inf loss.
         """
-        cfg, schedule = self.cfg, self.schedule
-        per_record = schedule.epochs_per_record
+        total, per_call = self._plan()
+        records: list[History] = []
+        done, epochs_to_target, last = start_epoch, None, None
+        start = time.perf_counter()
+        while done < total and not should_stop():
+            record = self._train_call(train_rng, done, min(per_call, total - done), per_call)
+            records.append(record)
+            previous, done = done, done + len(record.epoch) * self.schedule.epochs_per_record
+            if on_progress is not None:
+                on_progress(record)
+            bad = ~np.isfinite(record.loss)
+            if bad.any():
+                raise Diverged(int(record.epoch[bad][0]), float(record.loss[bad][0]))
+            last = self._validate(validation, previous, done, total)
+            reached = self._reached(validation, last)
+            if reached is not None and reached.eval_exact >= self.cfg.target_exact:
+                epochs_to_target, last = done, reached  # a met target was scored in full
+            if last is not None and on_validation is not None:
+                on_validation(done - 1, last)
+            self._report(record, done, total, last if last is not None else reached, start)
+            if epochs_to_target is not None:
+                log.info("validation reached trainer.target_exact=%s", self.cfg.target_exact)
+                break
+        interrupted = done < total and epochs_to_target is None
+        if not interrupted and last is None and validation is not None:  # nothing was left
+            last = self._full_validation(validation)
+            if on_validation is not None:
+                on_validation(done - 1, last)
+        fields = ("epoch", "loss", "acc")
+        history = History(
+            *(np.concatenate([getattr(r, f) for r in records] or [np.zeros(0)]) for f in fields)
+        )
+        train_seconds = time.perf_counter() - start
+        return FitResult(history, done, epochs_to_target, train_seconds, interrupted, last)
+
+    def _plan(self) -> tuple[int, int]:
+        """The epochs to train in all (whole records) and per compiled call."""
+        cfg, per_record = self.cfg, self.schedule.epochs_per_record
         total = -(-cfg.epochs // per_record) * per_record
         if total != cfg.epochs:
             log.info(
@@ -163,49 +212,50 @@ class Trainer:
                 cfg.batch_size,
                 per_record,
             )
-        per_call = min(schedule.epochs_per_call(cfg.log_every), total)
-        steps_per_call = per_call // per_record * schedule.steps_per_record
+        return total, min(self.schedule.epochs_per_call(cfg.log_every), total)
 
-        records: list[History] = []
-        done, epochs_to_target, interrupted = start_epoch, None, False
-        start = time.perf_counter()
-        while done < total:
-            if should_stop():
-                interrupted = True
-                break
-            epochs = min(per_call, total - done)
-            X, y = echo_data.sample_windows(train_rng, epochs, self.data)
-            n_steps = epochs // per_record * schedule.steps_per_record
-            batches, targets, keep = self._batches(X, y, steps_per_call)
-            loss, acc = self._train(batches, targets, keep, tf.constant(n_steps))
-            reset_states(self.model)  # the next call starts a fresh sequence
-            record = self._records(done, loss.numpy()[:n_steps], acc.numpy()[:n_steps])
-            records.append(record)
-            done += epochs
-            if on_progress is not None:
-                on_progress(record)
-            bad = ~np.isfinite(record.loss)
-            if bad.any():
-                raise Diverged(int(record.epoch[bad][0]), float(record.loss[bad][0]))
-            message = f"epoch {done}/{total}  loss {record.loss[-1]:.4f}  acc {record.acc[-1]:.4f}"
-            if cfg.target_exact is not None:
-                checked = check_target(self.predictor, *validation, cfg.target_exact)
-                reset_states(self.model)
-                message += f"  val_exact {checked.eval_exact:.4f} of {checked.windows} windows"
-                if checked.eval_exact >= cfg.target_exact:
-                    epochs_to_target = done
-            log.info("%s  (%.1f s)", message, time.perf_counter() - start)
-            if epochs_to_target is not None:
-                log.info(
-                    "validation exact echoes reached trainer.target_exact=%s", cfg.target_exact
-                )
-                break
-        train_seconds = time.perf_counter() - start
-        fields = ("epoch", "loss", "acc")
-        history = History(
-            *(np.concatenate([getattr(r, f) for r in records] or [np.zeros(0)]) for f in fields)
-        )
-        return FitResult(history, done, epochs_to_target, train_seconds, interrupted)
+    def _train_call(self, train_rng, done: int, epochs: int, per_call: int) -> History:
+        """One compiled call over `epochs` fresh sequences; their records."""
+        schedule = self.schedule
+        X, y = echo_data.sample_windows(train_rng, epochs, self.data)
+        n_steps = epochs // schedule.epochs_per_record * schedule.steps_per_record
+        steps_per_call = per_call // schedule.epochs_per_record * schedule.steps_per_record
+        batches, targets, keep = self._batches(X, y, steps_per_call)
+        loss, acc = self._train(batches, targets, keep, tf.constant(n_steps))
+        reset_states(self.model)  # the next call starts a fresh sequence
+        return self._records(done, loss.numpy()[:n_steps], acc.numpy()[:n_steps])
+
+    def _validate(self, validation, previous: int, done: int, total: int) -> Optional[Scores]:
+        """Full validation scores when this call crossed a multiple of validate_every or ended
+        training; None otherwise."""
+        every = self.cfg.validate_every
+        if validation is None:
+            return None
+        if done // every > previous // every or done >= total:
+            return self._full_validation(validation)
+        return None
+
+    def _full_validation(self, validation) -> Scores:
+        scores = score(validation[1], self.predictor(validation[0]))
+        reset_states(self.model)
+        return scores
+
+    def _reached(self, validation, scored: Optional[Scores]) -> Optional[Scores]:
+        """Scores enough to tell whether trainer.target_exact is met (the full ones when they
+        exist), or None without a target. A partial check is for stopping only."""
+        if self.cfg.target_exact is None or validation is None:
+            return None
+        if scored is not None:
+            return scored
+        checked = check_target(self.predictor, *validation, self.cfg.target_exact)
+        reset_states(self.model)
+        return checked
+
+    def _report(self, record: History, done: int, total: int, scores, start: float) -> None:
+        message = f"epoch {done}/{total}  loss {record.loss[-1]:.4f}  acc {record.acc[-1]:.4f}"
+        if scores is not None:
+            message += f"  val_exact {scores.eval_exact:.4f} of {scores.windows} windows"
+        log.info("%s  (%.1f s)", message, time.perf_counter() - start)
 
     def save_checkpoint(
         self, folder: Path, train_rng: np.random.Generator, epochs_done: int

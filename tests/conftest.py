@@ -11,24 +11,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from echo.config import EchoConfig, to_echo_config
-from echo.train import CONF_DIR
+from echo.config import CONF_DIR, EchoConfig, register_schema, to_echo_config
 
-# A problem small enough to train in well under a second: values 0..9, 8 per sequence,
-# windows of 3, so 6 windows per sequence.
-TINY = [
-    "data.n_unique=10",
-    "data.length=8",
-    "data.n_in=3",
-    "data.n_out=2",
-    "model.units=8",
-    "trainer.epochs=4",
-    "trainer.batch_size=3",
-    "trainer.eval_sequences=3",
-    "trainer.sample_echoes=4",
-    "trainer.log_every=2",
-    "trainer.jit_compile=false",
-]
+# A problem small enough to train in well under a second (conf/debug/tiny.yaml).
+TINY = ["debug=tiny"]
 
 
 def free_port() -> int:
@@ -40,6 +26,7 @@ def free_port() -> int:
 
 def compose_config(overrides: list[str] = ()) -> EchoConfig:
     """Compose conf/config.yaml with `overrides`, as `python -m echo.train` would."""
+    register_schema()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return to_echo_config(compose("config", overrides=list(overrides)))
 

@@ -5,8 +5,7 @@ from conftest import TINY, compose_config, run_cli
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from echo.config import ConfigError, ModelKind, flat_params, validate
-from echo.train import CONF_DIR
+from echo.config import CONF_DIR, ConfigError, ModelKind, flat_params, validate
 
 
 def test_defaults_are_the_tutorials_first_program():
@@ -37,7 +36,7 @@ def test_every_option_of_every_group_composes():
         for path in CONF_DIR.iterdir()
         if path.is_dir() and path.name != "hydra"
     }
-    assert set(groups) == {"data", "model", "trainer", "experiment"}
+    assert set(groups) == {"data", "model", "trainer", "experiment", "debug"}
     for group, options in groups.items():
         assert options, group
         for option in options:

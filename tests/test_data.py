@@ -86,3 +86,8 @@ def test_streams_are_seeded_and_independent():
         np.testing.assert_array_equal(draws[name], data.generate_sequences(rng, 4, cfg))
     assert not np.array_equal(draws["train"], draws["test"])
     assert not np.array_equal(draws["validation"], draws["test"])
+    # Independent: however much training draws first, validation and test draw the same.
+    third = data.streams(3)
+    data.generate_sequences(third["train"], 1000, cfg)
+    for name in ("validation", "test"):
+        np.testing.assert_array_equal(draws[name], data.generate_sequences(third[name], 4, cfg))

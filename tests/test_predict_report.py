@@ -1,6 +1,7 @@
 """echo.predict and echo.report against runs logged to a real MLflow store."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -77,9 +78,40 @@ def test_report_tables_runs_best_first(tracking_uri, tmp_path, capsys):
     table = report.main([f"csv={csv}", f"png={png}"])
     assert list(table.columns) == ["run_name", "status", "model.units", *report.METRICS, "run_id"]
     assert sorted(table["model.units"]) == [4, 16]
-    assert table["eval_exact"].is_monotonic_decreasing
+    assert table["val_exact"].is_monotonic_decreasing  # ordered by validation, not test
     assert "model.units" in capsys.readouterr().out
     assert pd.read_csv(csv)["run_id"].tolist() == table["run_id"].tolist()
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(UnknownRun):
         report.main(["experiment=nope"])
+
+
+def test_predict_gives_one_echo_per_window_for_a_padded_run(tracking_uri, capsys):
+    cfg = compose_config([*TINY, "data.pad_incomplete=true", "trainer.batch_size=4"])
+    echo_train.train(cfg)
+    (run_id,) = report.main([])["run_id"]
+    capsys.readouterr()
+    predict.main([f"run_id={run_id}", "sequences=[[1,2,3],[9,8,7]]"])
+    assert [len(echo) for echo in printed_echoes(capsys)] == [2, 2]  # one echo, of n_out values
+    # A whole sequence runs as in training: padded windows too, one ending at each value.
+    predict.main([f"run_id={run_id}", "sequence=[4,8,1,6,2,4,7,3]"])
+    assert len(printed_echoes(capsys)) == 8
+
+
+def test_a_run_saved_before_a_config_key_existed_still_loads_and_predicts(tracking_uri, capsys):
+    """Runs logged by an earlier echo have no trainer.validate_every in their config.yaml: it
+    takes today's default."""
+    from mlflow.tracking import MlflowClient
+
+    from echo.config import from_saved
+
+    echo_train.train(compose_config(TINY))
+    (run_id,) = report.main([])["run_id"]
+    client = MlflowClient(tracking_uri)
+    saved = Path(client.download_artifacts(run_id, "config.yaml")).read_text()
+    older = "\n".join(line for line in saved.splitlines() if "validate_every" not in line)
+    client.log_text(run_id, older, "config.yaml")  # as an earlier version wrote it
+    assert from_saved(older).trainer.validate_every == compose_config([]).trainer.validate_every
+    capsys.readouterr()
+    predict.main([f"run_id={run_id}", "sequences=[[1,2,3]]"])
+    assert len(printed_echoes(capsys)) == 1

@@ -224,8 +224,10 @@ def test_same_seed_same_metrics(tracking_uri):
     ]
     assert curves[:2] == curves[2:] and len(curves[0]) == 4
     assert runs[0].data.tags["echo.data_seed"] == runs[0].data.tags["echo.weight_seed"] == "1"
-    other = echo_train.train(compose_config([*TINY, "mlflow.log_model=false", "trainer.seed=2"]))
-    assert other != first
+    echo_train.train(compose_config([*TINY, "mlflow.log_model=false", "trainer.seed=2"]))
+    _, runs = runs_of(tracking_uri)
+    other = [(m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, "loss")]
+    assert runs[0].data.params["trainer.seed"] == "2" and other != curves[0]  # a seed matters
 
 
 def test_a_store_that_breaks_mid_run_loses_nothing(tracking_uri, tmp_path, monkeypatch):
@@ -233,8 +235,8 @@ def test_a_store_that_breaks_mid_run_loses_nothing(tracking_uri, tmp_path, monke
     write_curves = tracking.RunLog.log_history
     calls = []
 
-    def break_store_after_first_write(self, history):
-        write_curves(self, history)
+    def break_store_after_first_write(self, history, *file):
+        write_curves(self, history, *file)
         self.flush()
         if not calls:  # after the first batch of points, the metric history table vanishes
             with sqlite3.connect(database) as connection:

@@ -24,7 +24,7 @@ import pytest
 from conftest import TINY, compose_config, free_port, run_cli
 from mlflow.tracking import MlflowClient
 
-from echo.callbacks import RAY_LOOPBACK_ENV, SWEEP_ENV
+from echo.sweep import PARENT_ENV, RAY_LOOPBACK_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +131,7 @@ def ray_head() -> Iterator[dict[str, str]]:
     folder = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths must fit 107 bytes
     token = secrets.token_hex(16)
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", SWEEP_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", PARENT_ENV)}
     env.update(auth, **{RAY_LOOPBACK_ENV: "0"})
     port = free_port()
     argv = [
@@ -186,7 +186,7 @@ def assert_sweep_recorded(client: MlflowClient, jobs: int = 2, swept: str = "mod
         assert run.info.run_name.startswith(f"{swept}=") or f",{swept}=" in run.info.run_name
         assert {"eval_acc", "eval_exact", "train_seconds"} <= set(run.data.metrics)
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [0, 1, 2, 3]
-        assert run.data.tags["echo.command"].startswith("python -m echo.train data.n_unique=10")
+        assert run.data.tags["echo.command"].startswith(f"python -m echo.train {TINY[0]}")
         config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
         assert f"units: {run.data.params['model.units']}" in config
     table = json.loads(
@@ -299,8 +299,8 @@ def test_optuna_search_preset_runs_trials_as_one_sweep(tmp_path):
             f"{key}={run.data.params[key]}"
             for key in ("model.units", "trainer.batch_size", "trainer.learning_rate")
         }
-    best = max(r.data.metrics["eval_exact"] for r in children)
-    assert parent.data.metrics["best_eval_exact"] == best
+    best = max(r.data.metrics["val_exact"] for r in children)  # Optuna maximised validation
+    assert parent.data.metrics["best_val_exact"] == best
     # Optuna's own summary agrees with the parent run's.
     (results,) = Path(parent.data.tags["echo.hydra_sweep_dir"]).glob("optimization_results.yaml")
     assert f"best_value: {best}" in results.read_text()

@@ -4,13 +4,14 @@ train_on_batch batch by batch and resets state after each sequence, update for u
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import TINY, compose_config
 
 from echo import data
 from echo.config import PAD, windows_per_sequence
 from echo.evaluation import Predictor, check_target, reset_states, score
 from echo.models import build_model, readout_for, state_variables
-from echo.trainer import Schedule, Trainer
+from echo.trainer import Schedule, Trainer, make_optimizer
 
 
 def tutorial_loop(model, cfg, rng):
@@ -213,5 +214,20 @@ def test_padded_targets_weigh_nothing_in_training():
         keras.losses.sparse_categorical_crossentropy(np.maximum(y, 0), model(X))
     )
     expected_loss = with_pad[real].mean()
+    # The same model and optimizer, updated by hand on the real targets alone.
+    reference = build_model(cfg.model, cfg.data, None)
+    reference.set_weights(model.get_weights())
+    optimizer = make_optimizer(cfg.trainer)
+    optimizer.build(reference.trainable_variables)
+    with tf.GradientTape() as tape:
+        losses = keras.losses.sparse_categorical_crossentropy(
+            np.maximum(y, 0), reference(X, training=True)
+        )
+        real_loss = tf.reduce_mean(tf.boolean_mask(losses, real))
+    weights = reference.trainable_variables
+    optimizer.apply(tape.gradient(real_loss, weights), weights)
+
     loss, _ = trainer._train_steps(X[None], y[None], np.zeros(1, np.float32), 1)
     assert float(loss.numpy()[0]) == pytest.approx(float(expected_loss), rel=1e-5)
+    for ours, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)

@@ -1,0 +1,209 @@
+"""The command line of `python -m echo.train`: Hydra's arguments, `--help`, one-line errors and
+exit codes. The work itself is echo.train's (one run) and echo.sweep's (a multirun)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from echo import sweep
+from echo.config import CONF_DIR, ConfigError, register_schema
+from echo.errors import EchoError, exit_with
+
+# Keras and MLflow import these whenever they are installed, for scikit-learn wrappers, image
+# galleries and notebook checks: a second or two of every run's start, for nothing echo uses.
+# Ray (a launcher) imports IPython too, so they are kept out of the jobs alone, not the launch.
+UNUSED_IMPORTS = ("sklearn", "matplotlib.pyplot", "IPython")
+
+
+def hydra_arguments(argv: list[str]):
+    """Hydra's own reading of a command line (overrides, -m, --cfg, --help, ...).
+
+    Hydra has no public API for this; `hydra.main` itself uses this parser. Checked against
+    Hydra 1.3.8 (tests/test_architecture.py fails if it moves or changes its fields)."""
+    from hydra._internal.utils import get_args_parser
+
+    return get_args_parser().parse_args(argv)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra's task function: one run, or one job of a sweep. Returns the job's objective."""
+    from echo import train
+    from echo.report import CHOOSE_BY
+
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    with absent(*UNUSED_IMPORTS):  # in whichever process the launcher runs the job
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return sweep.run_job(cfg, hydra_cfg, output_dir)
+        echo_cfg, config_yaml = train.job_config(cfg)
+        try:
+            return train.train(echo_cfg, config_yaml, output_dir)[CHOOSE_BY]
+        except EchoError as err:
+            exit_with(err)  # here, before Hydra adds a line of its own
+
+
+def one_line(err: BaseException) -> str:
+    """A config error as one line that names the key and the value."""
+    if isinstance(err, ConfigError):
+        return str(err)
+    options = getattr(err, "options", None)
+    missing = getattr(err, "missing_cfg_file", None)
+    if missing and options is not None:  # an unknown option of a config group
+        group, _, name = missing.rpartition("/")
+        return f"{group}={name}: no such option; choose from {', '.join(sorted(options))}"
+    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        given = next(
+            (
+                a.split("=", 1)[1]
+                for a in sys.argv[1:]
+                if a.lstrip("+~").split("=", 1)[0] == cause.full_key
+            ),
+            None,
+        )
+        key = f"{cause.full_key}={given}" if given is not None else cause.full_key
+        return f"{key}: {str(cause.msg).splitlines()[0]}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:2])
+
+
+def app_help(overrides: list[str]) -> str:
+    """What `--help` shows: echo's config groups with their options, and the config composed
+    from `overrides`.
+
+    Hydra's own help also walks every group of every installed Hydra plugin (launchers,
+    sweepers, their samplers), over a second with the scale extra; `--hydra-help` still shows
+    Hydra's."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from echo import train
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        config = OmegaConf.to_yaml(compose("config", overrides=overrides))
+        loader = GlobalHydra.instance().config_loader()
+        groups = [g for g in sorted(loader.list_groups("")) if g != "hydra"]
+        options = "\n".join(
+            f"  {group}: {', '.join(loader.get_group_options(group))}" for group in groups
+        )
+    usage = "\n\n".join(train.__doc__.split("\n\n")[:2])  # what and how
+    return (
+        f"{usage}\n\n"
+        f"Config groups (group=option):\n{options}\n\n"
+        f"The config (override any key: key=value):\n{config}\n"
+        "--hydra-help shows Hydra's own options; README.md has the config reference."
+    )
+
+
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables inside the block; as they were after it."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def absent(*modules: str) -> Iterator[None]:
+    """Inside the block, importing `modules` fails as if they were not installed, unless they
+    are loaded already. For libraries that use them only if they can. Only the command line
+    uses it: a module first imported inside would go on believing them missing, so a notebook
+    or script calling `train()` keeps them (see load_training_libraries)."""
+    blocked = [name for name in modules if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # the import system's mark for "cannot be imported"
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+def load_training_libraries() -> None:
+    """Import Keras, TensorFlow and MLflow once, for every run this process starts.
+
+    They make millions of long-lived objects: collecting garbage while they load is slow, and
+    so is walking them again at every later collection. So they load with the collector off,
+    and what they made is moved out of its sight. Scikit-learn, pyplot and IPython are kept
+    out of their imports, as out of the jobs (`main`), but not out of the launcher's: Ray
+    needs IPython's absence to be a real one."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with absent(*UNUSED_IMPORTS):
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+
+            from echo import tracking  # noqa: F401 - MLflow
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+def run(argv: list[str]) -> None:
+    """Check every job `argv` would run, then hand over to Hydra; raise SweepFailed when a
+    sweep's jobs failed."""
+    args = hydra_arguments(argv)
+    if args.help:
+        print(app_help(args.overrides))
+        return
+    jobs = sweep.preflight(args, CONF_DIR)
+    if jobs is None:  # a command that only shows something
+        main()
+        return
+    started_ms = int(time.time() * 1000)
+    load_training_libraries()
+    main()
+    if args.multirun:
+        sweep.raise_if_failed({cfg.mlflow.experiment for cfg in jobs}, started_ms)
+
+
+def cli() -> None:
+    """`python -m echo.train`: config errors and run failures as one line instead of a
+    traceback. HYDRA_FULL_ERROR=1 still shows Hydra's complete error and stack trace."""
+    full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    register_schema()
+    settings = {
+        "HYDRA_FULL_ERROR": "1",  # errors reach this function instead of Hydra's printer
+        # TensorFlow's C++ start-up chatter, unless the user asked for a level
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
+    try:
+        with environment(**settings):
+            run(sys.argv[1:])
+    except (ConfigError, HydraException, OmegaConfBaseException) as err:
+        if full_errors:
+            raise
+        print(f"echo: bad config: {one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    except EchoError as err:
+        exit_with(err)
+
+
+if __name__ == "__main__":
+    cli()
+    # TensorFlow leaves a vast object graph behind; collecting it at exit is slow and pointless.
+    gc.freeze()
