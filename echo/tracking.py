@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import shutil
 import socket
 import tempfile
@@ -67,8 +68,6 @@ def prepare(experiments: set[str]) -> None:
 
 def this_process() -> dict[str, str]:
     """Tags that name the process a run lives in."""
-    import os
-
     return {"echo.host": socket.gethostname(), "echo.pid": str(os.getpid())}
 
 
