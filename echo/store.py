@@ -29,6 +29,13 @@ def anchored(uri: str) -> str:
     return uri
 
 
+def sqlite_path(uri: str) -> str | None:
+    """The database file of a sqlite URI (as given, relative or absolute); None for others."""
+    if uri.startswith("sqlite:///"):
+        return uri[len("sqlite:///") :] or None
+    return None
+
+
 def without_credentials(uri: str) -> str:
     parts = urllib.parse.urlsplit(uri)
     if not (parts.username or parts.password):

@@ -29,7 +29,13 @@ from mlflow.entities import Metric, Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from echo.errors import Interrupted, UnknownRun
-from echo.store import PARENT_TAG, check_reachable, tracking_uri, without_credentials
+from echo.store import (
+    PARENT_TAG,
+    check_reachable,
+    sqlite_path,
+    tracking_uri,
+    without_credentials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,29 @@ def client() -> MlflowClient:
     uri = tracking_uri()
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    if uri in _opened:
+        return MlflowClient(uri)
+    store = _open_in_turn(uri)
+    _opened.add(uri)
+    return store
+
+
+_opened: set[str] = set()  # stores this process has opened, so created or upgraded
+
+
+def _open_in_turn(uri: str) -> MlflowClient:
+    """A client of `uri`, made under a file lock beside a sqlite store. Making the first one
+    creates a new store's tables, or upgrades an old one's, and two processes doing that at
+    once break each other's migrations: echo commands started together take turns instead."""
+    path = sqlite_path(uri)
+    if path is None:
+        return MlflowClient(uri)  # a server, or another database, migrates on its own terms
+    from filelock import FileLock
+
+    with FileLock(f"{path}.lock"):
+        store = MlflowClient(uri)
+        store.search_experiments(max_results=1)  # the tables exist once this answers
+    return store
 
 
 def ensure_experiment(store: MlflowClient, name: str) -> str:

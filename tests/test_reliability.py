@@ -1,6 +1,7 @@
 """Reliability from the user's side: refusals, failures, interrupts, store faults, parallel
 writers and reproducibility, each run for real against a real MLflow store."""
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -311,3 +312,23 @@ def test_a_model_mlflow_cannot_take_is_kept(tracking_uri, tmp_path):
         run.log_model(model, input_example=windows)
     kept = keras.saving.load_model(tmp_path / "unlogged" / "model.keras", safe_mode=True)
     assert [w.shape for w in kept.get_weights()] == [w.shape for w in model.get_weights()]
+
+
+@pytest.mark.slow
+def test_separate_commands_started_at_once_in_a_new_folder_all_run(tmp_path):
+    """Three terminals, one new folder: each command creates or finds the same sqlite store."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # echo's default store, sqlite:///mlflow.db, here
+    commands = [
+        [sys.executable, "-m", "echo.train", *TINY, "mlflow.log_model=false", f"trainer.seed={s}"]
+        for s in (1, 2, 3)
+    ]
+    processes = [
+        subprocess.Popen(c, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for c in commands
+    ]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
+    _, runs = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert sorted(r.data.params["trainer.seed"] for r in runs) == ["1", "2", "3"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
