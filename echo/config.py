@@ -87,7 +87,11 @@ class TrainerConfig:
     # epochs, and at the end: the val_acc and val_exact curves.
     validate_every: int = MISSING
     jit_compile: bool = MISSING  # XLA-compile the training loop
-    # Continue this MLflow run from its checkpoint, with the config it was started with.
+    # Save a checkpoint into the run after the call that ends this many seconds of training
+    # after the last one (null: only when stopped by a signal). A hard kill loses at most this
+    # much training plus one call.
+    checkpoint_every: Optional[float] = MISSING
+    # Continue this MLflow run from its newest checkpoint, with the config it was started with.
     resume: Optional[str] = MISSING
 
 
@@ -96,6 +100,11 @@ class MlflowConfig:
     experiment: str = MISSING
     run_name: Optional[str] = MISSING
     log_model: bool = MISSING
+    # Seconds between a running run's heartbeats (its `echo.heartbeat` tag), from a thread.
+    heartbeat_every: float = MISSING
+    # A RUNNING run whose heartbeat is older than this many seconds is marked FAILED, as
+    # vanished, by the next echo command that opens its experiment.
+    vanished_after: float = MISSING
 
 
 @dataclass
@@ -168,6 +177,11 @@ def validate(cfg: EchoConfig) -> EchoConfig:
         raise ConfigError("trainer.learning_rate", t.learning_rate, "must be a finite number > 0")
     if t.target_exact is not None and not 0 < t.target_exact <= 1:
         raise ConfigError("trainer.target_exact", t.target_exact, "must be in (0, 1], or null")
+    if t.checkpoint_every is not None and not t.checkpoint_every > 0:
+        raise ConfigError("trainer.checkpoint_every", t.checkpoint_every, "must be > 0, or null")
+    for key in ("mlflow.heartbeat_every", "mlflow.vanished_after"):
+        if not attrgetter(key)(cfg) > 0:
+            raise ConfigError(key, attrgetter(key)(cfg), "must be > 0")
     windows = windows_per_sequence(d)
     if m.stateful and windows % t.batch_size:
         raise ConfigError(

@@ -73,7 +73,8 @@ def preflight(args, conf_dir: Path) -> Optional[list[EchoConfig]]:
         from echo import tracking
 
         # Parallel jobs creating a fresh store at once trip over each other's migrations.
-        tracking.prepare({cfg.mlflow.experiment for cfg in configs})
+        vanished_after = max(cfg.mlflow.vanished_after for cfg in configs)
+        tracking.prepare({cfg.mlflow.experiment for cfg in configs}, vanished_after)
     return configs
 
 
@@ -158,6 +159,7 @@ class EchoCallback(Callback):
 
     def __init__(self) -> None:
         self.parent_run_id: Optional[str] = None
+        self.heartbeat = None  # the parent's, while the sweep runs
         self.environment_before: dict[str, Optional[str]] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -169,6 +171,8 @@ class EchoCallback(Callback):
             overrides,
             {"echo.hydra_sweep_dir": str(config.hydra.sweep.dir)},
         )
+        self.heartbeat = tracking.Heartbeat(self.parent_run_id, config.mlflow.heartbeat_every)
+        self.heartbeat.__enter__()
         launcher = config.hydra.launcher
         tuning = LAUNCHER_ENVIRONMENTS.get(launcher.get("_target_"), lambda _: {})(launcher)
         job_env = {
@@ -187,6 +191,8 @@ class EchoCallback(Callback):
             os.environ.setdefault(RAY_LOOPBACK_ENV, "0")
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.__exit__(None, None, None)
         for name, value in self.environment_before.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from typing import Optional
 
 import mlflow
 import pandas as pd
-from mlflow.entities import Metric, Run, RunStatus
+from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from echo.errors import Interrupted, UnknownRun
@@ -40,6 +41,14 @@ from echo.store import (
 log = logging.getLogger(__name__)
 
 FAILURE_TAG = "echo.failure"
+# When a run's process was last known alive (seconds since the epoch), and the mark a later
+# command leaves on a RUNNING run whose heartbeat stopped.
+HEARTBEAT_TAG = "echo.heartbeat"
+VANISHED_TAG = "echo.vanished"
+# The artifact folder of a run's newest complete checkpoint, and the epochs it holds.
+CHECKPOINT_TAG = "echo.checkpoint"
+CHECKPOINT_EPOCH_TAG = "echo.checkpoint_epoch"
+LEGACY_CHECKPOINT = "checkpoint"  # where runs logged before periodic checkpoints kept theirs
 # A sweep job that failed, as one tag per job on the sweep's parent run: the jobs' channel
 # back to the sweep, whichever launcher ran them and whether or not they made a run.
 FAILED_JOB_TAG = "echo.failed_job."
@@ -86,12 +95,88 @@ def ensure_experiment(store: MlflowClient, name: str) -> str:
     return store.create_experiment(name, tags=EXPERIMENT_TAGS)
 
 
-def prepare(experiments: set[str]) -> None:
-    """Create the store's tables and the experiments once, before parallel jobs start: several
-    processes creating a fresh sqlite store at once trip over each other's migrations."""
+def prepare(experiments: set[str], vanished_after: float) -> None:
+    """Create the experiments once, before parallel jobs start, and mark the runs in them whose
+    process vanished."""
     store = client()
-    for name in sorted(experiments):
-        ensure_experiment(store, name)
+    ids = [ensure_experiment(store, name) for name in sorted(experiments)]
+    mark_vanished(ids, vanished_after)
+
+
+def mark_vanished(experiment_ids: list[str], vanished_after: float) -> list[str]:
+    """Mark FAILED the RUNNING runs of these experiments whose last heartbeat (their start, for
+    runs logged before heartbeats) is more than `vanished_after` seconds old: their process was
+    killed without a word (SIGKILL, the OOM killer, a lost node). Returns their ids."""
+    store, now, marked = client(), time.time(), []
+    try:
+        running = store.search_runs(
+            experiment_ids, "attributes.status = 'RUNNING'", max_results=50000
+        )
+    except Exception as err:  # noqa: BLE001 - housekeeping must not stop the command
+        log.warning("could not look for vanished runs (%s)", str(err).splitlines()[0])
+        return []
+    for run in running:
+        tags = run.data.tags
+        last = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+        if now - last <= vanished_after:
+            continue
+        where = f"{tags.get('echo.host', 'an unknown host')}:{tags.get('echo.pid', '?')}"
+        when = datetime.datetime.fromtimestamp(last).isoformat(sep=" ", timespec="seconds")
+        if CHECKPOINT_TAG in tags:
+            then = f"resume with: python -m echo.train trainer.resume={run.info.run_id}"
+        else:
+            then = "it saved no checkpoint to resume from"
+        why = f"process vanished at {where}; last heartbeat {when}; {then}"
+        store.set_tag(run.info.run_id, VANISHED_TAG, "true")
+        store.set_tag(run.info.run_id, FAILURE_TAG, why)
+        store.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+        log.warning("marked run %s FAILED: %s", run.info.run_id, why)
+        marked.append(run.info.run_id)
+    return marked
+
+
+class Heartbeat:
+    """Keeps one run's `echo.heartbeat` tag fresh from a thread, so that it beats through long
+    compiled calls and compiles. A process that wakes (a suspended laptop) to find its run
+    marked vanished takes it back: RUNNING again, the marks removed, `echo.revived` set."""
+
+    def __init__(self, run_id: str, every: float):
+        self.run_id, self.every = run_id, every
+        self.store = client()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="echo-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        tags = {**this_process(), HEARTBEAT_TAG: _now()}
+        self.store.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                if self.store.get_run(self.run_id).data.tags.get(VANISHED_TAG) == "true":
+                    self._revive()
+                self.store.set_tag(self.run_id, HEARTBEAT_TAG, _now())
+            except Exception as err:  # noqa: BLE001 - a missed beat; the next may land
+                log.warning("heartbeat of run %s not written (%s)", self.run_id, err)
+
+    def _revive(self) -> None:
+        log.warning(
+            "run %s was marked vanished while this process was stopped; it goes on", self.run_id
+        )
+        self.store.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        for tag in (VANISHED_TAG, FAILURE_TAG):
+            self.store.delete_tag(self.run_id, tag)
+        self.store.set_tag(self.run_id, "echo.revived", _now())
+
+
+def _now() -> str:
+    return f"{time.time():.3f}"
 
 
 def this_process() -> dict[str, str]:
@@ -236,6 +321,7 @@ class RunLog:
         # the run waits for the current poll to run out (MLflow 3.17).
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo-curves")
         self.pending: list[Future] = []  # curve writes under way or done
+        self.checkpoint_slot: Optional[str] = None  # where the newest checkpoint is
 
     def _keep(self, what: str, err: Exception) -> Path:
         self.fallback_dir.mkdir(parents=True, exist_ok=True)
@@ -317,12 +403,22 @@ class RunLog:
             lambda folder: figure.savefig(folder / name),
         )
 
-    def log_checkpoint(self, folder: Path) -> None:
+    def log_checkpoint(self, folder: Path, epochs: int) -> None:
+        """Upload a checkpoint into the slot that does not hold the newest complete one, then
+        name it: MLflow can neither replace nor delete artifacts, so a kill mid-upload leaves
+        the previous checkpoint named, whole."""
+        slot = "checkpoints/b" if self.checkpoint_slot == "checkpoints/a" else "checkpoints/a"
+
+        def upload() -> None:
+            mlflow.log_artifacts(str(folder), artifact_path=slot)
+            mlflow.set_tags({CHECKPOINT_TAG: slot, CHECKPOINT_EPOCH_TAG: str(epochs)})
+
         self._write(
             "the checkpoint",
-            lambda: mlflow.log_artifacts(str(folder), artifact_path="checkpoint"),
+            upload,
             lambda kept: shutil.copytree(folder, kept / "checkpoint", dirs_exist_ok=True),
         )
+        self.checkpoint_slot = slot
 
     def log_model(self, model, input_example) -> None:
         """Log the Keras model as the run's MLflow model `model`, with a signature and an input
@@ -390,11 +486,31 @@ def load_model(run_id: str):
 
 
 def download_checkpoint(run_id: str) -> Path:
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            f"runs:/{run_id}/checkpoint", dst_path=tempfile.mkdtemp()
-        )
-    )
+    """The run's newest complete checkpoint, whichever way it was saved, in a local folder."""
+    tags = _run(client(), run_id, f"trainer.resume={run_id}").data.tags
+    path = tags.get(CHECKPOINT_TAG, LEGACY_CHECKPOINT)
+    try:
+        uri = f"runs:/{run_id}/{path}"
+        return Path(mlflow.artifacts.download_artifacts(uri, dst_path=tempfile.mkdtemp()))
+    except Exception:  # noqa: BLE001 - MLflow's error for a missing artifact depends on the store
+        raise UnknownRun(f"trainer.resume={run_id}: the run saved no checkpoint") from None
+
+
+def last_step(run_id: str, key: str) -> int:
+    """The last step logged for metric `key` of a run; -1 if none."""
+    return max((m.step for m in client().get_metric_history(run_id, key)), default=-1)
+
+
+def curves(run_id: str, keys: tuple[str, ...]) -> pd.DataFrame:
+    """A run's logged curves `keys`: a row per step (`epoch`), a column per key."""
+    store = client()
+    points = [
+        {"epoch": m.step, "key": key, "value": m.value}
+        for key in keys
+        for m in store.get_metric_history(run_id, key)
+    ]
+    frame = pd.DataFrame(points, columns=["epoch", "key", "value"])
+    return frame.pivot_table(index="epoch", columns="key", values="value").reset_index()
 
 
 @contextmanager
@@ -406,21 +522,32 @@ def start_run(
     fallback_dir: Path,
     resume_run_id: Optional[str] = None,
     tags: Optional[dict[str, str]] = None,
+    liveness: tuple[float, float] = (30.0, 600.0),
 ) -> Iterator[RunLog]:
-    """One MLflow run (or `resume_run_id` reopened) that ends FINISHED, FAILED or KILLED."""
+    """One MLflow run (or `resume_run_id` reopened) that ends FINISHED, FAILED or KILLED, and
+    beats every `liveness[0]` seconds while it runs. Runs of its experiment whose heartbeat is
+    older than `liveness[1]` seconds are marked vanished first."""
+    heartbeat_every, vanished_after = liveness
     store = client()
     if resume_run_id:
+        run = _run(store, resume_run_id, f"trainer.resume={resume_run_id}")
+        mark_vanished([run.info.experiment_id], vanished_after)
         run = mlflow.start_run(run_id=resume_run_id)
+        for tag in {VANISHED_TAG, FAILURE_TAG} & set(run.data.tags):  # it runs again
+            store.delete_tag(resume_run_id, tag)
     else:
         experiment_id = ensure_experiment(store, experiment)
+        mark_vanished([experiment_id], vanished_after)
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
     run_log = RunLog(run.info.run_id, fallback_dir)
+    run_log.checkpoint_slot = run.data.tags.get(CHECKPOINT_TAG)
     status = RunStatus.FAILED
     try:
-        if not resume_run_id:
-            mlflow.log_params(params)
-            mlflow.log_text(config_yaml, "config.yaml")
-        yield run_log
+        with Heartbeat(run.info.run_id, heartbeat_every):
+            if not resume_run_id:
+                mlflow.log_params(params)
+                mlflow.log_text(config_yaml, "config.yaml")
+            yield run_log
         status = RunStatus.FINISHED
     except Interrupted:
         status = RunStatus.KILLED

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -38,6 +39,10 @@ class Job:
     streams: dict  # the seeded random streams, by name (echo.data.STREAMS)
     start_epoch: int  # 0, or where a checkpoint left off
     output_dir: Path
+    seconds_before: float = 0.0  # training the checkpoint resumed from took
+    # The last steps logged of the loss and val_exact curves: a run resumed from a periodic
+    # checkpoint trains again through epochs it may have logged before it was killed.
+    logged_through: tuple[int, int] = (-1, -1)
 
 
 def train(
@@ -68,6 +73,7 @@ def train(
         output_dir / "unlogged",
         cfg.trainer.resume,
         run_tags,
+        (cfg.mlflow.heartbeat_every, cfg.mlflow.vanished_after),
     ) as run:
         job = prepare(cfg, run, output_dir)
         return score_and_record(job, fit(job))
@@ -89,12 +95,28 @@ def prepare(cfg: EchoConfig, run, output_dir: Path) -> Job:
     tf.config.experimental.enable_op_determinism()
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     trainer = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer)
-    streams, start_epoch = data.streams(cfg.trainer.seed), 0
+    job = Job(cfg, run, model, trainer, data.streams(cfg.trainer.seed), 0, output_dir)
     if cfg.trainer.resume:
         checkpoint = tracking.download_checkpoint(cfg.trainer.resume)
-        streams["train"], start_epoch = trainer.load_checkpoint(checkpoint)
-        log.info("resuming run %s at epoch %d", cfg.trainer.resume, start_epoch)
-    return Job(cfg, run, model, trainer, streams, start_epoch, output_dir)
+        job.streams["train"], job.start_epoch, job.seconds_before = trainer.load_checkpoint(
+            checkpoint
+        )
+        job.logged_through = tuple(
+            tracking.last_step(cfg.trainer.resume, key) for key in ("loss", "val_exact")
+        )
+        log.info("resuming run %s at epoch %d", cfg.trainer.resume, job.start_epoch)
+    return job
+
+
+def save_checkpoint(job: Job, epochs: int, seconds: float) -> None:
+    """Save what resuming needs into the run: by a signal, or every trainer.checkpoint_every."""
+    started = time.perf_counter()
+    folder = job.output_dir / "checkpoint"
+    job.trainer.save_checkpoint(folder, job.streams["train"], epochs, job.seconds_before + seconds)
+    job.run.log_checkpoint(folder, epochs)
+    log.info(
+        "checkpoint after epoch %d saved in %.0f ms", epochs, 1000 * (time.perf_counter() - started)
+    )
 
 
 def fit(job: Job):
@@ -111,25 +133,36 @@ def fit(job: Job):
         job.streams["validation"], cfg.trainer.eval_sequences, cfg.data
     )
 
+    loss_through, val_through = job.logged_through
+
     def record(history) -> None:
-        run.log_history(pd.DataFrame(dataclasses.asdict(history)))
+        curves = pd.DataFrame(dataclasses.asdict(history))
+        run.log_history(curves[curves["epoch"] > loss_through])
 
     def validated(epoch: int, scores) -> None:  # the val_* curves; their last point is the run's
-        point = {"epoch": epoch, "val_acc": scores.eval_acc, "val_exact": scores.eval_exact}
-        run.log_history(pd.DataFrame([point]), "validation.csv")
+        if epoch > val_through:
+            point = {"epoch": epoch, "val_acc": scores.eval_acc, "val_exact": scores.eval_exact}
+            run.log_history(pd.DataFrame([point]), "validation.csv")
+
+    def checkpoint(epochs: int, seconds: float) -> None:
+        save_checkpoint(job, epochs, seconds)
 
     stop = StopRequests()
     try:
         with stop.installed():
             result = job.trainer.fit(
-                job.streams["train"], validation, record, job.start_epoch, stop, validated
+                job.streams["train"],
+                validation,
+                record,
+                job.start_epoch,
+                stop,
+                validated,
+                checkpoint,
             )
     except Diverged as err:
         raise RunFailed(f"run {run.run_id} failed: {err}") from err
     if result.interrupted:
-        checkpoint = job.output_dir / "checkpoint"
-        job.trainer.save_checkpoint(checkpoint, job.streams["train"], result.epochs)
-        run.log_checkpoint(checkpoint)
+        save_checkpoint(job, result.epochs, result.train_seconds)
         raise Interrupted(
             f"run {run.run_id} stopped by {stop.signal_name} after epoch {result.epochs}; "
             f"continue it with: python -m echo.train trainer.resume={run.run_id}"
@@ -151,7 +184,7 @@ def score_and_record(job: Job, result) -> dict[str, float]:
     metrics = {
         "eval_acc": scores.eval_acc,
         "eval_exact": scores.eval_exact,
-        "train_seconds": result.train_seconds,
+        "train_seconds": job.seconds_before + result.train_seconds,  # the whole run's
         "epochs_trained": float(result.epochs),
         "parameters": float(job.model.count_params()),
     }
@@ -175,16 +208,26 @@ def score_and_record(job: Job, result) -> dict[str, float]:
         scores.eval_exact,
         cfg.trainer.eval_sequences,
         result.epochs,
-        result.train_seconds,
+        metrics["train_seconds"],
     )
-    history = result.history
-    curves = figures.learning_curves(history.epoch, history.loss, history.acc)
-    run.log_figure(curves, "learning_curves.png")
+    run.log_figure(learning_curves(job, result.history), "learning_curves.png")
     run.log_figure(figures.position_accuracy(scores.position_acc), "position_accuracy.png")
     if cfg.mlflow.log_model:
         # A stateful model takes exactly its batch size, so the example is one batch.
         run.log_model(job.model, X_test.reshape(-1, cfg.data.n_in)[: cfg.trainer.batch_size])
     return metrics
+
+
+def learning_curves(job: Job, history):
+    """The loss and acc curves of the whole run: a resumed run's earlier epochs come from its
+    store, this segment's from `history`."""
+    from echo import figures, tracking
+
+    if job.start_epoch:
+        job.run.flush()  # this segment's points are in the store too
+        logged = tracking.curves(job.run.run_id, ("loss", "acc"))
+        return figures.learning_curves(logged["epoch"], logged["loss"], logged["acc"])
+    return figures.learning_curves(history.epoch, history.loss, history.acc)
 
 
 def job_config(cfg: DictConfig) -> tuple[EchoConfig, str]:

@@ -91,6 +91,8 @@ class Diverged(RuntimeError):
 ProgressCallback = Callable[[History], None]
 # Called with the (0-based) epoch and the whole validation set's scores, at each validation.
 ValidationCallback = Callable[[int, Scores], None]
+# Called with the epochs done and the seconds trained so far, when a checkpoint is due.
+CheckpointCallback = Callable[[int, float], None]
 
 
 def make_optimizer(trainer: TrainerConfig) -> keras.optimizers.Optimizer:
@@ -158,6 +160,7 @@ class Trainer:
         start_epoch: int = 0,
         should_stop: Callable[[], bool] = lambda: False,
         on_validation: Optional[ValidationCallback] = None,
+        on_checkpoint: Optional[CheckpointCallback] = None,
     ) -> FitResult:
         """Train from `start_epoch` (0, or where a checkpoint left off) to trainer.epochs,
         scoring the `validation` windows (when given) every trainer.validate_every epochs and
@@ -165,11 +168,13 @@ class Trainer:
 
         Stops early when validation meets trainer.target_exact, or between two calls when
         `should_stop()` says so (FitResult.interrupted). Raises Diverged on a NaN or inf loss.
+        Between calls, once trainer.checkpoint_every seconds have passed since the last, asks
+        `on_checkpoint` to save one.
         """
         total, per_call = self._plan()
         records: list[History] = []
         done, epochs_to_target, last = start_epoch, None, None
-        start = time.perf_counter()
+        start = saved = time.perf_counter()
         while done < total and not should_stop():
             record = self._train_call(train_rng, done, min(per_call, total - done), per_call)
             records.append(record)
@@ -189,6 +194,9 @@ class Trainer:
             if epochs_to_target is not None:
                 log.info("validation reached trainer.target_exact=%s", self.cfg.target_exact)
                 break
+            if self._checkpoint_due(saved) and on_checkpoint is not None and done < total:
+                on_checkpoint(done, time.perf_counter() - start)
+                saved = time.perf_counter()
         interrupted = done < total and epochs_to_target is None
         if not interrupted and last is None and validation is not None:  # nothing was left
             last = self._full_validation(validation)
@@ -200,6 +208,10 @@ class Trainer:
         )
         train_seconds = time.perf_counter() - start
         return FitResult(history, done, epochs_to_target, train_seconds, interrupted, last)
+
+    def _checkpoint_due(self, saved: float) -> bool:
+        every = self.cfg.checkpoint_every
+        return every is not None and time.perf_counter() - saved >= every
 
     def _plan(self) -> tuple[int, int]:
         """The epochs to train in all (whole records) and per compiled call."""
@@ -258,20 +270,30 @@ class Trainer:
         log.info("%s  (%.1f s)", message, time.perf_counter() - start)
 
     def save_checkpoint(
-        self, folder: Path, train_rng: np.random.Generator, epochs_done: int
+        self,
+        folder: Path,
+        train_rng: np.random.Generator,
+        epochs_done: int,
+        train_seconds: float = 0.0,
     ) -> None:
         """What resuming needs to continue exactly where training stopped: weights, optimizer
-        moments, the training data stream's position and the epochs done. Training stops only
-        between calls, where every sequence is complete and stateful layers are reset."""
+        moments, the training data stream's position, the epochs done and the seconds they took.
+        Saved only between calls, where every sequence is complete and stateful layers are
+        reset."""
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_weights(folder / "model.weights.h5")
         np.savez(folder / "optimizer.npz", *[v.numpy() for v in self.optimizer.variables])
-        state = {"epochs_done": epochs_done, "train_rng": train_rng.bit_generator.state}
+        state = {
+            "epochs_done": epochs_done,
+            "train_rng": train_rng.bit_generator.state,
+            "train_seconds": train_seconds,
+        }
         (folder / "state.json").write_text(json.dumps(state))
 
-    def load_checkpoint(self, folder: Path) -> tuple[np.random.Generator, int]:
-        """Restore a checkpoint; return the training stream positioned where it was, and the
-        epochs already done."""
+    def load_checkpoint(self, folder: Path) -> tuple[np.random.Generator, int, float]:
+        """Restore a checkpoint; return the training stream positioned where it was, the
+        epochs already done and the seconds they took (0 in checkpoints saved before echo
+        recorded them)."""
         self.model.load_weights(folder / "model.weights.h5")
         with np.load(folder / "optimizer.npz") as saved:
             for variable, value in zip(
@@ -283,7 +305,7 @@ class Trainer:
         state = json.loads((folder / "state.json").read_text())
         train_rng = np.random.default_rng()
         train_rng.bit_generator.state = state["train_rng"]
-        return train_rng, state["epochs_done"]
+        return train_rng, state["epochs_done"], state.get("train_seconds", 0.0)
 
     def _records(self, first_epoch: int, loss: np.ndarray, acc: np.ndarray) -> History:
         # Per record, the mean over its equal-sized batches: what Keras reports for an epoch.
