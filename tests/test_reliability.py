@@ -374,12 +374,19 @@ def test_a_killed_run_is_marked_vanished_and_resumes_from_its_periodic_checkpoin
         "mlflow.heartbeat_every=0.5",
     ]
     process = start_training(args, tmp_path, uri)
-    read_until(process, "checkpoint after epoch")
-    read_until(process, " - epoch ")  # past the checkpoint, into training it will not keep
-    process.kill()
-    process.wait(timeout=60)
+    saved = read_until(process, "checkpoint after epoch").rsplit("checkpoint after epoch ", 1)
+    saved_through = int(saved[1].split()[0]) - 1  # the last (0-based) epoch it holds
     client, (run,) = runs_of(uri)
     run_id = run.info.run_id
+    # Killed once the store holds points past the checkpoint: training the resumed run
+    # repeats, and must not log again.
+    deadline = time.monotonic() + 60
+    while max(m.step for m in client.get_metric_history(run_id, "loss")) <= saved_through:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.kill()
+    process.wait(timeout=60)
+    run = client.get_run(run_id)
     assert run.info.status == "RUNNING" and run.data.tags["echo.checkpoint"].startswith("checkp")
 
     time.sleep(1.5)  # older than the next command's vanished_after: the heartbeat stopped
