@@ -22,6 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from echo import resources
 from echo.config import ConfigError, EchoConfig, to_echo_config
 from echo.errors import BadRequest, Interrupted, SweepFailed, exit_with
 from echo.store import PARENT_TAG, anchored, tracking_uri, without_credentials
@@ -65,10 +66,13 @@ def preflight(args, conf_dir: Path) -> Optional[list[EchoConfig]]:
         return None
     check_reachable(tracking_uri())
     jobs = job_overrides(args.overrides) if args.multirun else [args.overrides]
+    name = args.config_name or "config"
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        configs = [
-            to_echo_config(compose(args.config_name or "config", overrides=job)) for job in jobs
-        ]
+        configs = [to_echo_config(compose(name, overrides=job)) for job in jobs]
+        launcher = compose(name, overrides=jobs[0], return_hydra_config=True).hydra.launcher
+    at_once, limit = memory_per_launcher(launcher, len(jobs)) if args.multirun else (1, None)
+    for cfg in configs:
+        resources.check_fits(cfg, at_once, limit)
     if args.multirun:
         from echo import tracking
 
@@ -103,13 +107,29 @@ def swept_keys(config: DictConfig) -> list[str]:
     return keys + [key for key in (params or {}) if key not in keys]
 
 
+def joblib_parallel(launcher: DictConfig) -> int:
+    """How many jobs Hydra's joblib launcher runs at once, as joblib reads n_jobs."""
+    cores = os.cpu_count() or 1
+    n_jobs = int(launcher.get("n_jobs") or -1)
+    return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's -1, -2, ...
+
+
 def joblib_environment(launcher: DictConfig) -> dict[str, str]:
     """One job per core, one TensorFlow thread per job: these small models gain less from a
     second thread than a second job gains from a core of its own."""
-    cores = os.cpu_count() or 1
-    n_jobs = int(launcher.get("n_jobs") or -1)
-    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's -1, -2, ...
-    return {name: str(max(1, cores // parallel)) for name in TF_THREADS}
+    threads = max(1, (os.cpu_count() or 1) // joblib_parallel(launcher))
+    return {name: str(threads) for name in TF_THREADS}
+
+
+def memory_per_launcher(launcher: DictConfig, jobs: int) -> tuple[int, Optional[int]]:
+    """How many of a sweep's jobs share this machine's memory at once, and the memory each may
+    have when the launcher says (SLURM's mem_gb; None: what this machine has available)."""
+    target = str(launcher.get("_target_", ""))
+    if target == JOBLIB:
+        return min(jobs, joblib_parallel(launcher)), None
+    if launcher.get("mem_gb"):  # a cluster's job gets its own
+        return 1, int(launcher.mem_gb * 2**30)
+    return 1, None
 
 
 def ray_environment(launcher: DictConfig) -> dict[str, str]:

@@ -69,6 +69,16 @@ def runs_of(uri, experiment="echo"):
             "trainer.batch_size=7: must divide the 25 windows per sequence",
         ),
         (["-m", "--cfg", "hydra"], "--multirun and --cfg: give only one of"),
+        (
+            ["trainer.eval_sequences=100000000"],
+            "trainer.eval_sequences=100000000: the run needs about ",
+        ),
+        (["data.n_unique=1000000000"], "data.n_unique=1000000000: the run needs about "),
+        (["model.units=100000000"], "model.units=100000000: the run needs about "),
+        (
+            ["-m", "hydra/launcher=joblib", "model.units=20,300000"],
+            "model.units=300000: 2 runs at once need about ",
+        ),
     ],
 )
 def test_bad_input_is_refused_in_one_line_before_any_run(tmp_path, args, message):
@@ -447,3 +457,37 @@ def test_a_process_that_wakes_to_find_its_run_vanished_takes_it_back(tmp_path):
     run = client.get_run(stopped.info.run_id)
     assert run.info.status == "FINISHED" and "echo.revived" in run.data.tags
     assert not {"echo.failure", "echo.vanished"} & set(run.data.tags)
+
+
+def peak_memory(args: list[str], cwd, uri: str) -> int:
+    """The peak resident memory, in bytes, of `python -m echo.train ARGS`, from the kernel."""
+    process = start_training(args, cwd, uri)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, output[-3000:]
+    return usage.ru_maxrss * 1024  # kilobytes on Linux
+
+
+@pytest.mark.slow
+def test_the_memory_estimate_is_within_a_few_times_of_the_measured_peak(tmp_path):
+    """Two presets, and a config whose size comes from its data: the estimate of the whole
+    process, and of what the config adds to a tiny run, are within 3x of what was measured."""
+    from echo import resources
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    quick = ["mlflow.log_model=false"]
+    tiny = [*TINY, *quick]
+    base = peak_memory(tiny, tmp_path, uri)
+    base_estimate = resources.estimate(compose_config(tiny)).total
+    for args in (
+        ["experiment=encdec_fast", *quick],
+        ["experiment=tutorial_seq2seq", "trainer.epochs=100", *quick],
+        # Stateless: 50,000 sequences' 300,000 windows are predicted at once.
+        [*tiny, "model.stateful=false", "trainer.eval_sequences=50000", "model.units=32"],
+    ):
+        peak, estimated = peak_memory(args, tmp_path, uri), resources.estimate(compose_config(args))
+        assert peak / 3 <= estimated.total <= 3 * peak, (args, peak, estimated)
+        grown, expected = peak - base, estimated.total - base_estimate
+        if grown > 100 * 2**20:  # what the config adds, where it is more than noise
+            assert grown / 3 <= expected <= 3 * grown, (args, grown, expected)
