@@ -19,7 +19,7 @@ from typing import Optional
 
 import pandas as pd
 
-from echo.config import parse_key_values
+from echo.config import defaults, parse_key_values
 from echo.errors import BadRequest, run_command
 
 # The summary metrics a run logs, in the order tables show them.
@@ -55,8 +55,11 @@ def runs_table(runs: pd.DataFrame, params: Optional[list[str]] = None) -> pd.Dat
     if params is None:
         names = [c.removeprefix("params.") for c in runs.columns if c.startswith("params.")]
         params = [p for p in names if runs[f"params.{p}"].astype(str).nunique() > 1]
+    # A run whose process vanished is FAILED in MLflow; the table says which failure it was.
+    vanished = runs.get("tags.echo.vanished", pd.Series(None, index=runs.index)) == "true"
+    status = runs["status"].where(~vanished, "VANISHED")
     table = pd.DataFrame(
-        {"run_name": runs.get("tags.mlflow.runName"), "status": runs["status"]}, index=runs.index
+        {"run_name": runs.get("tags.mlflow.runName"), "status": status}, index=runs.index
     )
     for param in params:
         values = runs.get(f"params.{param}", pd.Series(None, index=runs.index, dtype=object))
@@ -102,7 +105,8 @@ def main(argv: list[str]) -> pd.DataFrame:
     from echo import tracking  # MLflow: not for --help or a bad argument
 
     request = parse_key_values(ReportConfig, argv)
-    runs = tracking.runs_frame(request.experiment, request.sweep)
+    vanished_after = defaults().mlflow.vanished_after
+    runs = tracking.runs_frame(request.experiment, request.sweep, vanished_after)
     if runs.empty:
         raise BadRequest("no runs to report")
     table = runs_table(runs)

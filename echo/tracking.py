@@ -279,10 +279,13 @@ def run_facts(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
 
 
 def runs_frame(
-    experiment: Optional[str] = None, parent_run_id: Optional[str] = None
+    experiment: Optional[str] = None,
+    parent_run_id: Optional[str] = None,
+    vanished_after: Optional[float] = None,
 ) -> pd.DataFrame:
     """An experiment's runs, or one sweep's jobs, as MLflow's table: params.*, metrics.*, tags.*.
-    Sweep parents are left out: they summarise runs, they are not runs of their own."""
+    Sweep parents are left out: they summarise runs, they are not runs of their own. With
+    `vanished_after`, runs whose process vanished are marked so first."""
     store = client()
     where = without_credentials(tracking_uri())
     if parent_run_id:
@@ -293,6 +296,8 @@ def runs_frame(
         if found is None:
             raise UnknownRun(f"experiment={experiment}: no such experiment in {where}")
         experiment_id, query = found.experiment_id, ""
+    if vanished_after is not None:
+        mark_vanished([experiment_id], vanished_after)
     runs = mlflow.search_runs([experiment_id], filter_string=query, max_results=100000)
     if "tags.echo.role" in runs:
         runs = runs[runs["tags.echo.role"] != "sweep"]

@@ -406,6 +406,11 @@ def test_a_killed_run_is_marked_vanished_and_resumes_from_its_periodic_checkpoin
     assert run.info.status == "FAILED" and run.data.tags["echo.vanished"] == "true"
     failure = run.data.tags["echo.failure"]
     assert failure.startswith("process vanished at ") and f"trainer.resume={run_id}" in failure
+    listed = run_cli([], tmp_path, uri, module="echo.report")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert [line.split()[1] for line in listed.stdout.splitlines() if run_id in line] == [
+        "VANISHED"
+    ]
 
     resumed = run_cli([f"trainer.resume={run_id}"], tmp_path, uri)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
