@@ -11,6 +11,7 @@ Hydra turns exceptions raised in callbacks into warnings, so refusals happen in 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -24,13 +25,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from echo import resources
 from echo.config import ConfigError, EchoConfig, to_echo_config
-from echo.errors import BadRequest, Interrupted, SweepFailed, exit_with
+from echo.errors import BadRequest, Interrupted, RunFailed, SweepFailed, exit_with
 from echo.store import PARENT_TAG, anchored, tracking_uri, without_credentials
 
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "ECHO_SWEEP_PARENT"  # a job's parent run id
 SWEPT_KEYS_ENV = "ECHO_SWEPT_KEYS"  # the keys the sweep varies, comma-separated
+RESUMING_ENV = "ECHO_SWEEP_RESUMING"  # "1": the parent ran before; "rerun_failed": and more
+# How a job of a sweep is known across attempts: its own overrides, sorted.
+JOB_TAG = "echo.sweep_job"
 ONLY_SHOWS = (
     "help",
     "hydra_help",
@@ -69,13 +73,17 @@ def preflight(args, conf_dir: Path) -> Optional[list[EchoConfig]]:
     name = args.config_name or "config"
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
         configs = [to_echo_config(compose(name, overrides=job)) for job in jobs]
-        launcher = compose(name, overrides=jobs[0], return_hydra_config=True).hydra.launcher
+        launcher_config = compose(name, overrides=jobs[0], return_hydra_config=True).hydra
+        launcher = launcher_config.launcher
     at_once, limit = memory_per_launcher(launcher, len(jobs)) if args.multirun else (1, None)
     for cfg in configs:
         resources.check_fits(cfg, at_once, limit)
     if args.multirun:
         from echo import tracking
 
+        resume = OmegaConf.select(launcher_config, "callbacks.echo.resume")
+        if resume:
+            tracking.check_resumable_sweep(resume, configs[0].mlflow.vanished_after)
         # Parallel jobs creating a fresh store at once trip over each other's migrations.
         vanished_after = max(cfg.mlflow.vanished_after for cfg in configs)
         tracking.prepare({cfg.mlflow.experiment for cfg in configs}, vanished_after)
@@ -177,7 +185,11 @@ class EchoCallback(Callback):
     given the results table, the best job and a chart when the sweep ends.
     Registered in conf/config.yaml."""
 
-    def __init__(self) -> None:
+    def __init__(self, resume: Optional[str] = None, rerun_failed: bool = False) -> None:
+        # resume: the parent run of an earlier attempt at this sweep, to finish it: set with
+        # hydra.callbacks.echo.resume=PARENT_RUN_ID (rerun_failed=true also reruns the jobs
+        # that failed, rather than keeping their verdict).
+        self.resume, self.rerun_failed = resume, rerun_failed
         self.parent_run_id: Optional[str] = None
         self.heartbeat = None  # the parent's, while the sweep runs
         self.environment_before: dict[str, Optional[str]] = {}
@@ -186,11 +198,14 @@ class EchoCallback(Callback):
         from echo import tracking
 
         overrides = list(config.hydra.overrides.task)
-        self.parent_run_id = tracking.start_sweep(
-            config.mlflow.experiment,
-            overrides,
-            {"echo.hydra_sweep_dir": str(config.hydra.sweep.dir)},
-        )
+        if self.resume:
+            self.parent_run_id = tracking.reopen_sweep(self.resume)
+        else:
+            self.parent_run_id = tracking.start_sweep(
+                config.mlflow.experiment,
+                overrides,
+                {"echo.hydra_sweep_dir": str(config.hydra.sweep.dir)},
+            )
         self.heartbeat = tracking.Heartbeat(self.parent_run_id, config.mlflow.heartbeat_every)
         self.heartbeat.__enter__()
         launcher = config.hydra.launcher
@@ -199,6 +214,7 @@ class EchoCallback(Callback):
             PARENT_ENV: self.parent_run_id,
             SWEPT_KEYS_ENV: ",".join(swept_keys(config)),
             **tracking_environment(),
+            **({RESUMING_ENV: "rerun_failed" if self.rerun_failed else "1"} if self.resume else {}),
             **tuning,
             **{name: os.environ[name] for name in TF_THREADS if name in os.environ},
         }
@@ -230,11 +246,39 @@ def job_tags(task_overrides: list[str], echo_cfg: EchoConfig) -> dict[str, str]:
     parent = os.environ.get(PARENT_ENV)
     if parent:
         tags[PARENT_TAG] = parent
+        tags[JOB_TAG] = job_key(task_overrides)
         keys = set(filter(None, os.environ.get(SWEPT_KEYS_ENV, "").split(",")))
         swept = [o for o in task_overrides if o.split("=", 1)[0].lstrip("+~") in keys]
         if echo_cfg.mlflow.run_name is None and swept:
             tags["mlflow.runName"] = ",".join(swept)
     return tags
+
+
+def job_key(task_overrides: list[str]) -> str:
+    """A digest of the job's overrides: quotes in a value cannot break a search for it."""
+    return hashlib.sha1(",".join(sorted(task_overrides)).encode()).hexdigest()[:20]
+
+
+def earlier_attempt(task_overrides: list[str]) -> tuple[Optional[object], bool]:
+    """When resuming a sweep, this job's run from an earlier attempt: to keep (FINISHED, or
+    FAILED unless rerun_failed) or to continue from its checkpoint (KILLED, vanished, or
+    still marked RUNNING), with whether to keep it. (None, False) when the job is to run
+    afresh: never started, rerun, or stopped before its first checkpoint. The summary keeps
+    each job's newest run."""
+    resuming = os.environ.get(RESUMING_ENV)
+    if not resuming:
+        return None, False
+    from echo import tracking
+
+    run = tracking.sweep_job(os.environ[PARENT_ENV], JOB_TAG, job_key(task_overrides))
+    if run is None:
+        return None, False
+    tags = run.data.tags
+    if run.info.status == "FINISHED":
+        return run, True
+    if run.info.status == "FAILED" and tags.get(tracking.VANISHED_TAG) != "true":
+        return (None, False) if resuming == "rerun_failed" else (run, True)
+    return (run, False) if tracking.CHECKPOINT_TAG in tags else (None, False)
 
 
 def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optional[float]:
@@ -247,6 +291,20 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
     task = list(hydra_cfg.overrides.task)
     try:
         echo_cfg, config_yaml = train.job_config(cfg)
+        earlier, keep = earlier_attempt(task)
+        if keep:
+            log.info(
+                "job #%s ended %s before, as run %s: kept",
+                hydra_cfg.job.num,
+                earlier.info.status,
+                earlier.info.run_id,
+            )
+            if earlier.info.status == "FAILED":
+                raise RunFailed(earlier.data.tags.get("echo.failure", "it failed before"))
+            return earlier.data.metrics.get(CHOOSE_BY)
+        if earlier is not None:  # killed or vanished: it goes on from its newest checkpoint
+            echo_cfg.trainer.resume = earlier.info.run_id
+            echo_cfg, config_yaml = train.resumed_config(echo_cfg)
         metrics = train.train(echo_cfg, config_yaml, output_dir, job_tags(task, echo_cfg))
         return metrics[CHOOSE_BY]
     except Interrupted as err:
@@ -274,6 +332,9 @@ def summarise(parent_run_id: str, keys: list[str]) -> None:
     from echo import figures, report, tracking
 
     runs = tracking.runs_frame(parent_run_id=parent_run_id)
+    if f"tags.{JOB_TAG}" in runs and len(runs):  # a resumed sweep: each job's newest run
+        newest = runs.sort_values("start_time").drop_duplicates(f"tags.{JOB_TAG}", keep="last")
+        runs = newest if runs[f"tags.{JOB_TAG}"].notna().all() else runs
     table = report.runs_table(runs, keys) if len(runs) else runs
     best = report.best_run(table) if len(runs) else None
     chart = None

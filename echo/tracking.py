@@ -29,7 +29,7 @@ import pandas as pd
 from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from echo.errors import Interrupted, UnknownRun
+from echo.errors import BadRequest, Interrupted, UnknownRun
 from echo.store import (
     PARENT_TAG,
     check_reachable,
@@ -198,6 +198,43 @@ def start_sweep(experiment: str, overrides: list[str], tags: dict[str, str]) -> 
         },
     )
     return run.info.run_id
+
+
+def check_resumable_sweep(parent_run_id: str, vanished_after: float) -> None:
+    """Refuse to resume a sweep that is not one, or whose process still beats."""
+    given = f"hydra.callbacks.echo.resume={parent_run_id}"
+    run = _run(client(), parent_run_id, given)
+    tags = run.data.tags
+    if tags.get("echo.role") != "sweep":
+        raise BadRequest(f"{given}: that run is not a sweep's parent")
+    age = time.time() - float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+    if run.info.status == "RUNNING" and age <= vanished_after:
+        where = f"{tags.get('echo.host', '?')}:{tags.get('echo.pid', '?')}"
+        raise BadRequest(
+            f"{given}: that sweep is still running at {where} (last heartbeat {age:.0f} s ago)"
+        )
+
+
+def reopen_sweep(parent_run_id: str) -> str:
+    """An earlier sweep's parent, RUNNING again, without its earlier verdict."""
+    store = client()
+    tags = store.get_run(parent_run_id).data.tags
+    store.update_run(parent_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    for tag in tags:
+        if tag in (FAILURE_TAG, VANISHED_TAG) or tag.startswith(FAILED_JOB_TAG):
+            store.delete_tag(parent_run_id, tag)
+    return parent_run_id
+
+
+def sweep_job(parent_run_id: str, tag: str, value: str) -> Optional[Run]:
+    """The newest run under a sweep's parent whose `tag` is `value`."""
+    store = client()
+    experiment_id = store.get_run(parent_run_id).info.experiment_id
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{tag}` = '{value}'"
+    found = store.search_runs(
+        [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return found[0] if found else None
 
 
 def record_failed_job(parent_run_id: str, job_number: int, why: str) -> None:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import Iterator
 
 import pytest
 from conftest import TINY, compose_config, free_port, run_cli
+from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
 from echo.sweep import PARENT_ENV, RAY_LOOPBACK_ENV
@@ -444,3 +446,80 @@ def test_a_drawn_value_that_breaks_a_rule_fails_only_its_trial(tmp_path):
         parent.info.status == "FAILED"
         and "must be in (0, 1], or null" in parent.data.tags["echo.failure"]
     )
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumed_by_its_parent_finishes_every_job_once(tmp_path):
+    """SIGKILL to a 6-job sweep's process group after 2 jobs finished and the third saved a
+    checkpoint. While it runs, resuming it is refused; once its heartbeat is stale, rerunning
+    it with its parent skips the 2, resumes the third from its checkpoint and runs the other 3:
+    one parent, 6 FINISHED children, each job once."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = [
+        "-m",
+        *TINY,
+        "model.units=4,5,6,7,8,9",
+        "trainer.epochs=2000",  # seconds a job: long enough to ask, then to kill, mid-job
+        "trainer.log_every=10",
+        "trainer.checkpoint_every=0.2",
+        "mlflow.log_model=false",
+        "mlflow.heartbeat_every=0.3",
+        "mlflow.vanished_after=1",
+    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "echo.train", *sweep],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    seen = []
+    threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True).start()
+    # The sweep may be creating the store: open it in turn, as echo's commands do.
+    with FileLock(f"{tmp_path / 'mlflow.db'}.lock"):
+        client = MlflowClient(uri)
+        client.search_experiments()
+
+    def state() -> list[tuple[str, bool]]:
+        found = client.get_experiment_by_name("echo")
+        runs = client.search_runs([found.experiment_id]) if found else []
+        return sorted(
+            (r.info.status, "echo.checkpoint" in r.data.tags)
+            for r in runs
+            if r.data.tags.get("echo.role") != "sweep"
+        )
+
+    deadline = time.monotonic() + 120
+    while not state():  # the sweep's parent and first job exist
+        assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
+        time.sleep(0.05)
+    parent, _ = sweep_tree(client)
+    refused = run_cli([*sweep, f"hydra.callbacks.echo.resume={parent.info.run_id}"], tmp_path, uri)
+    assert refused.returncode == 2 and "that sweep is still running at " in refused.stderr
+    # Killed when 2 jobs have finished and the third has saved a checkpoint.
+    while state() != [("FINISHED", True), ("FINISHED", True), ("RUNNING", True)]:
+        assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    parent, children = sweep_tree(client)
+    assert sorted(r.info.status for r in children) == ["FINISHED", "FINISHED", "RUNNING"], seen
+
+    time.sleep(1.5)  # the heartbeats are stale now
+    resumed = run_cli([*sweep, f"hydra.callbacks.echo.resume={parent.info.run_id}"], tmp_path, uri)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert log.count("ended FINISHED before") == 2 and log.count("resuming run ") == 1
+    runs = client.search_runs([parent.info.experiment_id])
+    (again,) = [r for r in runs if r.data.tags.get("echo.role") == "sweep"]
+    children = [r for r in runs if r is not again]
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    assert len(children) == 6 and {r.info.status for r in children} == {"FINISHED"}
+    assert sorted(r.data.params["model.units"] for r in children) == list("456789")
+    table = json.loads(
+        Path(client.download_artifacts(parent.info.run_id, "results.json")).read_text()
+    )
+    assert len(table["data"]) == 6
