@@ -3,6 +3,7 @@
     python -m echo.study                  # every preset, seeds 1..5; writes experiments/RESULTS.md
     python -m echo.study seeds=5 'presets=[tutorial_seq2seq,stateless]'
     python -m echo.study sweep=PARENT_RUN_ID      # rewrite the document from a finished study
+    python -m echo.study resume=PARENT_RUN_ID     # finish a killed study, keeping finished runs
     python -m echo.study seeds=1 'overrides=[trainer.epochs=3]' output=dry_run.md   # a dry run
 
 It runs the presets of experiments/ as ONE multirun of echo.train (`experiment=...
@@ -318,6 +319,8 @@ class StudyConfig:
     experiment: str = "echo-study"  # the MLflow experiment the runs go to
     output: str = str(REPO / "experiments" / "RESULTS.md")
     sweep: Optional[str] = None  # an earlier study's parent run: write its document, train nothing
+    # A killed or stopped study's parent run: finish it, keeping the runs that finished.
+    resume: Optional[str] = None
     # More echo.train overrides for every job, e.g. '[trainer.epochs=3]' for a quick check.
     overrides: List[str] = field(default_factory=list)
 
@@ -349,13 +352,15 @@ def run_sweep(request: StudyConfig, sweep_dir: Path) -> str:
         f"hydra.sweep.dir={sweep_dir}",
         *request.overrides,
     ]
+    if request.resume:
+        command.append(f"hydra.callbacks.echo.resume={request.resume}")
     print("echo.study:", " ".join(command[1:]), flush=True)
     # Failed jobs are recorded as FAILED runs and reported in the document; only a sweep that
     # did not start at all stops the study.
     code = subprocess.call(command)
     from echo import tracking
 
-    parent = tracking.find_sweep(request.experiment, str(sweep_dir))
+    parent = request.resume or tracking.find_sweep(request.experiment, str(sweep_dir))
     if parent is None:
         raise EchoError(f"the study's sweep did not start (echo.train exited {code})")
     return parent

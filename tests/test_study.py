@@ -87,6 +87,12 @@ def test_study_writes_its_document_from_the_runs_in_mlflow(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert output.read_text() == document
 
+    # Resumed (as a killed study would be), it trains nothing that had finished.
+    resumed = run_cli([*args, f"resume={parent.info.run_id}"], tmp_path, uri, module="echo.study")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (resumed.stdout + resumed.stderr).count("ended FINISHED before") == 4
+    assert len(runs_of(uri, "echo-study")) == len(runs)  # no new run
+
 
 def test_study_refuses_an_unknown_preset_in_one_line(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
