@@ -19,8 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from echo import sweep
-from echo.config import CONF_DIR, ConfigError, register_schema
+from echo.config import CONF_DIR, CONFIG_PATH, ConfigError, register_schema
+from echo.environment import BACKEND, BACKEND_VARIABLE, environment
 from echo.errors import EchoError, exit_with
+from echo.provenance import version_text
 
 # Keras and MLflow import these whenever they are installed, for scikit-learn wrappers, image
 # galleries and notebook checks: a second or two of every run's start, for nothing echo uses.
@@ -38,7 +40,7 @@ def hydra_arguments(argv: list[str]):
     return get_args_parser().parse_args(argv)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Hydra's task function: one run, or one job of a sweep. Returns the job's objective."""
     from echo import train
@@ -105,23 +107,9 @@ def app_help(overrides: list[str]) -> str:
         f"{usage}\n\n"
         f"Config groups (group=option):\n{options}\n\n"
         f"The config (override any key: key=value):\n{config}\n"
+        "--version shows echo's version and its libraries'; --hydra-version, Hydra's.\n"
         "--hydra-help shows Hydra's own options; README.md has the config reference."
     )
-
-
-@contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Set environment variables inside the block; as they were after it."""
-    before = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager
@@ -166,7 +154,10 @@ def load_training_libraries() -> None:
 def run(argv: list[str]) -> None:
     """Check every job `argv` would run, then hand over to Hydra; raise SweepFailed when a
     sweep's jobs failed."""
-    args = hydra_arguments(argv)
+    if "--version" in argv:  # Hydra's parser would answer with Hydra's version alone
+        print(version_text())
+        return
+    args = hydra_arguments(["--version" if arg == "--hydra-version" else arg for arg in argv])
     if args.help:
         print(app_help(args.overrides))
         return
@@ -190,6 +181,9 @@ def cli() -> None:
         "HYDRA_FULL_ERROR": "1",  # errors reach this function instead of Hydra's printer
         # TensorFlow's C++ start-up chatter, unless the user asked for a level
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        # Keras on TensorFlow whatever keras.json says; another value is refused before any
+        # run (sweep.preflight), and it reaches the launcher's workers from here.
+        BACKEND_VARIABLE: os.environ.get(BACKEND_VARIABLE, BACKEND),
     }
     try:
         with environment(**settings):
@@ -203,7 +197,12 @@ def cli() -> None:
         exit_with(err)
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """`echo-train` and `python -m echo.train`: the command line, run once in a process."""
     cli()
     # TensorFlow leaves a vast object graph behind; collecting it at exit is slow and pointless.
     gc.freeze()
+
+
+if __name__ == "__main__":
+    command()

@@ -20,9 +20,21 @@ from omegaconf.errors import OmegaConfBaseException
 
 T = TypeVar("T")
 
-# echo runs from its source tree (installed editable), so conf/ sits beside the package and
-# `python -m echo.train` finds it from any working directory.
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The repository echo runs from, when it runs from its source tree (an editable install, or the
+# tree on the path); None when it runs installed from a wheel. A wheel carries conf/ inside the
+# package, as echo/conf, and nothing beside it.
+SOURCE_TREE: Optional[Path] = (
+    PACKAGE_DIR.parent
+    if (PACKAGE_DIR.parent / "pyproject.toml").is_file()
+    and (PACKAGE_DIR.parent / "conf" / "config.yaml").is_file()
+    else None
+)
+# The configs, whatever the working directory: conf/ of the source tree, or the installed copy.
+CONF_DIR = SOURCE_TREE / "conf" if SOURCE_TREE else PACKAGE_DIR / "conf"
+# Where Hydra's main reads them. Installed, by package name rather than by path: a launcher that
+# composes a job again elsewhere (submitit on a SLURM node) finds them in that machine's install.
+CONFIG_PATH = str(CONF_DIR) if SOURCE_TREE else "pkg://echo.conf"
 # The name conf/config.yaml gives this schema, first in its defaults list.
 SCHEMA_NAME = "echo_schema"
 

@@ -38,6 +38,12 @@ class BadRequest(EchoError):
     exit_code = 2
 
 
+class WrongBackend(EchoError):
+    """Keras is asked to run on a backend other than TensorFlow, the only one echo trains on."""
+
+    exit_code = 2
+
+
 def exit_with(err: EchoError) -> None:
     print(f"echo: {err}", file=sys.stderr)
     sys.exit(err.exit_code)

@@ -17,6 +17,7 @@ from typing import List, Optional
 from omegaconf import MISSING
 
 from echo.config import EchoConfig, from_saved, parse_key_values
+from echo.environment import keras_on_tensorflow
 from echo.errors import BadRequest, run_command
 
 
@@ -92,6 +93,11 @@ def echo_sequences(
 
 def main(argv: list[str]) -> None:
     request = parse(argv)
+    with keras_on_tensorflow():  # MLflow's Keras flavour and the model import Keras
+        echo_request(request)
+
+
+def echo_request(request: PredictConfig) -> None:
     from echo import tracking
 
     cfg = from_saved(tracking.run_config(request.run_id))
@@ -109,5 +115,10 @@ def main(argv: list[str]) -> None:
         print(json.dumps(echo))
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """`echo-predict` and `python -m echo.predict`."""
     run_command(main, __doc__)
+
+
+if __name__ == "__main__":
+    command()

@@ -121,5 +121,10 @@ def main(argv: list[str]) -> pd.DataFrame:
     return table
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """`echo-report` and `python -m echo.report`."""
     run_command(main, __doc__)
+
+
+if __name__ == "__main__":
+    command()

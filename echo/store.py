@@ -13,6 +13,9 @@ from echo.errors import TrackingUnavailable
 # MLflow's own tag for a run's parent: the UI nests a sweep's runs under the sweep's run.
 PARENT_TAG = "mlflow.parentRunId"
 
+# MLflow's tags for the git checkout a run's code came from (commit, branch, repoURL).
+GIT_TAG_PREFIX = "mlflow.source.git."
+
 # MLflow's embedded store: `mlflow ui` started in the same folder shows the runs.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 

@@ -4,12 +4,14 @@
     python -m echo.study seeds=5 'presets=[tutorial_seq2seq,stateless]'
     python -m echo.study sweep=PARENT_RUN_ID      # rewrite the document from a finished study
     python -m echo.study resume=PARENT_RUN_ID     # finish a killed study, keeping finished runs
-    python -m echo.study seeds=1 'overrides=[trainer.epochs=3]' output=dry_run.md   # a dry run
+    python -m echo.study seeds=1 'overrides=[trainer.epochs=3]' folder=dry_run   # a dry run
 
-It runs the presets of experiments/ as ONE multirun of echo.train (`experiment=...
+It runs the presets of conf/experiment/ as ONE multirun of echo.train (`experiment=...
 trainer.seed=...`), one job after another so that their training times compare, then reads the
 runs back from MLflow and writes a document: per question, a table of mean and spread over the
-seeds, a chart, and an answer whose every figure comes from that table."""
+seeds, a chart, and an answer whose every figure comes from that table. It writes RESULTS.md and
+its charts (results/) into `folder`: experiments/ of echo's source tree unless told; installed
+echo (`echo-study`) has no such folder and must be given one."""
 
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ from typing import Callable, List, Optional
 import numpy as np
 import pandas as pd
 
-from echo.config import parse_key_values
+from echo.config import CONF_DIR, SOURCE_TREE, parse_key_values
 from echo.errors import BadRequest, EchoError, run_command
 
-REPO = Path(__file__).resolve().parent.parent
+# The study's own folder in echo's repository; an installed echo writes only where it is told.
+DEFAULT_FOLDER = SOURCE_TREE / "experiments" if SOURCE_TREE else None
 
 
 @dataclass(frozen=True)
@@ -317,7 +320,8 @@ class StudyConfig:
     presets: List[str] = field(default_factory=lambda: list(ALL_PRESETS))
     seeds: int = 5  # trainer.seed = 1..seeds for every preset
     experiment: str = "echo-study"  # the MLflow experiment the runs go to
-    output: str = str(REPO / "experiments" / "RESULTS.md")
+    # Where RESULTS.md and its charts go; experiments/ of the source tree when not given.
+    folder: Optional[str] = None
     sweep: Optional[str] = None  # an earlier study's parent run: write its document, train nothing
     # A killed or stopped study's parent run: finish it, keeping the runs that finished.
     resume: Optional[str] = None
@@ -326,14 +330,22 @@ class StudyConfig:
 
 
 def check(request: StudyConfig) -> StudyConfig:
-    known = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
+    """`request` with its folder filled in; BadRequest for what cannot work."""
+    known = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
     for preset in request.presets:
         if preset not in known:
             raise BadRequest(
-                f"presets: no preset {preset!r} in experiments/; choose from {', '.join(known)}"
+                f"presets: no preset {preset!r} in conf/experiment/; choose from {', '.join(known)}"
             )
     if request.seeds < 1:
         raise BadRequest(f"seeds={request.seeds}: must be >= 1")
+    if request.folder is None:
+        if DEFAULT_FOLDER is None:
+            raise BadRequest(
+                "folder: not given; installed, echo-study writes RESULTS.md and its charts only "
+                "where it is told: folder=DIR"
+            )
+        request.folder = str(DEFAULT_FOLDER)
     return request
 
 
@@ -434,7 +446,7 @@ def question_table(s: Stats, question: Question) -> str:
 def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig) -> Path:
     from echo import figures, tracking
 
-    output = Path(request.output)
+    output = Path(request.folder) / "RESULTS.md"
     charts = output.parent / "results"
     charts.mkdir(parents=True, exist_ok=True)
     finished = runs[runs["status"] == "FINISHED"]
@@ -451,7 +463,7 @@ def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig)
         "",
         f"- Run on {started:%Y-%m-%d}, on a machine with {_machine(runs)}"
         + (f"; the sweep took {minutes:.0f} minutes." if minutes is not None else "."),
-        f"- {len(runs)} runs: {len(runs['preset'].unique())} presets of `experiments/` x seeds "
+        f"- {len(runs)} runs: {len(runs['preset'].unique())} presets of `conf/experiment/` x seeds "
         f"{', '.join(str(int(x)) for x in sorted(runs['seed'].unique()))}, one after another in "
         "one process "
         f"(MLflow experiment `{experiment}`, sweep run `{parent_run_id}`).",
@@ -483,9 +495,7 @@ def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig)
             "",
             question_table(s, question),
             "",
-            f"![{question.title}](results/{chart.name})"
-            if chart.parent.parent == output.parent
-            else f"![{question.title}]({chart})",
+            f"![{question.title}](results/{chart.name})",
             "",
             question.answer(s),
         ]
@@ -504,5 +514,10 @@ def main(argv: list[str]) -> Path:
     return output
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """`echo-study` and `python -m echo.study`."""
     run_command(main, __doc__)
+
+
+if __name__ == "__main__":
+    command()

@@ -57,7 +57,8 @@ RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 def preflight(args, conf_dir: Path) -> Optional[list[EchoConfig]]:
     """The validated config of every job Hydra's `args` would run, having made the tracking
     store and the jobs' experiments for a sweep; None for commands that only show something.
-    Raises the first job's config error, or TrackingUnavailable."""
+    Raises the first job's config error, TrackingUnavailable, or WrongBackend."""
+    from echo.environment import check_keras_backend
     from echo.store import check_reachable
 
     modes = [f"--{name}" for name in MODES if getattr(args, name, None)]
@@ -68,6 +69,7 @@ def preflight(args, conf_dir: Path) -> Optional[list[EchoConfig]]:
         )
     if any(getattr(args, name, None) for name in ONLY_SHOWS):
         return None
+    check_keras_backend()
     check_reachable(tracking_uri())
     jobs = job_overrides(args.overrides) if args.multirun else [args.overrides]
     name = args.config_name or "config"

@@ -31,6 +31,7 @@ from mlflow.tracking import MlflowClient
 
 from echo.errors import BadRequest, Interrupted, UnknownRun
 from echo.store import (
+    GIT_TAG_PREFIX,
     PARENT_TAG,
     check_reachable,
     sqlite_path,
@@ -581,6 +582,7 @@ def start_run(
         experiment_id = ensure_experiment(store, experiment)
         mark_vanished([experiment_id], vanished_after)
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        drop_inferred_git_tags(run, tags or {})
     run_log = RunLog(run.info.run_id, fallback_dir)
     run_log.checkpoint_slot = run.data.tags.get(CHECKPOINT_TAG)
     status = RunStatus.FAILED
@@ -602,6 +604,15 @@ def start_run(
             run_log.close()
         finally:
             _end_run(run.info.run_id, RunStatus.to_string(status))
+
+
+def drop_inferred_git_tags(run: Run, given: dict[str, str]) -> None:
+    """Delete the git tags MLflow gave a new run and echo did not. MLflow infers them from the
+    repository around sys.argv[0]: for an installed echo, whichever repository its environment
+    sits in. Which code ran is for echo's provenance to say (provenance.source_tags)."""
+    for tag in run.data.tags:
+        if tag.startswith(GIT_TAG_PREFIX) and tag not in given:
+            mlflow.delete_tag(tag)
 
 
 def _end_run(run_id: str, status: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from echo.config import EchoConfig, flat_params, from_saved, to_echo_config
+from echo.environment import keras_on_tensorflow
 from echo.errors import Interrupted, RunFailed
 
 log = logging.getLogger("echo.train")
@@ -57,26 +58,28 @@ def train(
     scores to choose by, test scores to report. Whatever the
     tracking store refuses is kept under `output_dir` (Hydra's output folder when run as the CLI).
     `tags` are added to the run's own (a sweep's parent, say). Raises RunFailed when the loss
-    diverges, Interrupted when a signal stops training.
+    diverges, Interrupted when a signal stops training, WrongBackend before anything starts when
+    Keras is asked for a backend other than TensorFlow.
     """
-    from echo import tracking
-    from echo.provenance import provenance_tags
+    with keras_on_tensorflow():  # before MLflow or the provenance tags import Keras
+        from echo import tracking
+        from echo.provenance import provenance_tags
 
-    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="echo-"))
-    config_yaml = config_yaml or OmegaConf.to_yaml(OmegaConf.structured(cfg))
-    run_tags = {**provenance_tags(cfg, output_dir), **(tags or {})}
-    with tracking.start_run(
-        cfg.mlflow.experiment,
-        cfg.mlflow.run_name,
-        flat_params(cfg),
-        config_yaml,
-        output_dir / "unlogged",
-        cfg.trainer.resume,
-        run_tags,
-        (cfg.mlflow.heartbeat_every, cfg.mlflow.vanished_after),
-    ) as run:
-        job = prepare(cfg, run, output_dir)
-        return score_and_record(job, fit(job))
+        output_dir = Path(output_dir or tempfile.mkdtemp(prefix="echo-"))
+        config_yaml = config_yaml or OmegaConf.to_yaml(OmegaConf.structured(cfg))
+        run_tags = {**provenance_tags(cfg, output_dir), **(tags or {})}
+        with tracking.start_run(
+            cfg.mlflow.experiment,
+            cfg.mlflow.run_name,
+            flat_params(cfg),
+            config_yaml,
+            output_dir / "unlogged",
+            cfg.trainer.resume,
+            run_tags,
+            (cfg.mlflow.heartbeat_every, cfg.mlflow.vanished_after),
+        ) as run:
+            job = prepare(cfg, run, output_dir)
+            return score_and_record(job, fit(job))
 
 
 def prepare(cfg: EchoConfig, run, output_dir: Path) -> Job:
@@ -249,10 +252,6 @@ def resumed_config(cfg: EchoConfig) -> tuple[EchoConfig, str]:
 
 
 if __name__ == "__main__":
-    import gc
+    from echo.cli import command
 
-    from echo.cli import cli
-
-    cli()
-    # TensorFlow leaves a vast object graph behind; collecting it at exit is slow and pointless.
-    gc.freeze()
+    command()

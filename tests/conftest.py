@@ -38,15 +38,16 @@ def run_cli(
     python_flags: list[str] = (),
     env: dict[str, str] | None = None,
     timeout: int = 900,
-    module: str = "echo.train",
+    module: str | None = "echo.train",
 ) -> subprocess.CompletedProcess:
-    """Run `python -m MODULE ARGS` (echo.train unless told) in `cwd` as a user would."""
+    """Run `python -m MODULE ARGS` (echo.train unless told; with no module, `python ARGS`) in
+    `cwd` as a user would."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     return subprocess.run(
-        [sys.executable, *python_flags, "-m", module, *args],
+        [sys.executable, *python_flags, *(["-m", module] if module else []), *args],
         cwd=cwd,
         env=env,
         capture_output=True,

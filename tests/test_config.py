@@ -120,7 +120,8 @@ def test_cli_refuses_bad_config_in_one_line_before_any_run(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args, returncode", [(["--help"], 0), (["--cfg", "job"], 0), (["trainer.epochs=0"], 2)]
+    "args, returncode",
+    [(["--help"], 0), (["--version"], 0), (["--cfg", "job"], 0), (["trainer.epochs=0"], 2)],
 )
 def test_cli_answers_without_importing_tensorflow_or_mlflow(tmp_path, args, returncode):
     result = run_cli(args, tmp_path, python_flags=["-X", "importtime"])

@@ -7,7 +7,8 @@ import pytest
 from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
-from echo.study import ALL_PRESETS
+from echo.config import SOURCE_TREE
+from echo.study import ALL_PRESETS, StudyConfig, check
 
 
 def runs_of(uri, experiment):
@@ -48,7 +49,7 @@ def test_study_writes_its_document_from_the_runs_in_mlflow(tmp_path):
         "seeds=2",
         "presets=[tutorial_seq2seq,stateless]",
         "overrides=[trainer.epochs=3,trainer.eval_sequences=3,model.units=4]",
-        f"output={output}",
+        f"folder={output.parent}",
     ]
     result = run_cli(args, tmp_path, uri, module="echo.study")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -66,6 +67,7 @@ def test_study_writes_its_document_from_the_runs_in_mlflow(tmp_path):
     # Only the question with both its presets is answered, with a chart beside the document.
     assert "## 4. Ignoring state" in document and "## 1. Linear" not in document
     assert (output.parent / "results" / "stateless.png").stat().st_size > 1000
+    assert "](results/stateless.png)" in document  # beside the document, wherever it is moved
     assert f"sweep={parent.info.run_id}" in document and f"{os.cpu_count()} CPU cores" in document
     # The table's means are the runs' own numbers.
     for preset in ("tutorial_seq2seq", "stateless"):
@@ -79,7 +81,7 @@ def test_study_writes_its_document_from_the_runs_in_mlflow(tmp_path):
     # The document can be written again from MLflow alone, without training.
     output.unlink()
     again = run_cli(
-        [f"sweep={parent.info.run_id}", f"output={output}", "seeds=2"],
+        [f"sweep={parent.info.run_id}", f"folder={output.parent}", "seeds=2"],
         tmp_path,
         uri,
         module="echo.study",
@@ -103,3 +105,8 @@ def test_study_refuses_an_unknown_preset_in_one_line(tmp_path):
         and "presets: no preset 'nope'" in result.stderr
     )
     assert "Traceback" not in result.stderr and not (tmp_path / "mlflow.db").exists()
+
+
+def test_study_writes_into_experiments_of_its_source_tree_unless_told():
+    assert check(StudyConfig()).folder == str(SOURCE_TREE / "experiments")
+    assert check(StudyConfig(folder="elsewhere")).folder == "elsewhere"

@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+import keras
 import mlflow
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from conftest import TINY, compose_config, run_cli
 from mlflow.tracking import MlflowClient
 
 from echo import train as echo_train
-from echo.config import CONF_DIR, flat_params
+from echo.config import SOURCE_TREE, flat_params
 
 
 def only_run(uri, experiment="echo"):
@@ -40,12 +41,13 @@ def test_run_records_config_curves_scores_echoes_and_model(tracking_uri, model_n
     assert tags["echo.version.tensorflow"] and tags["echo.version.mlflow"] == mlflow.__version__
     assert tags["echo.command"].startswith("python -m echo.train")
     head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=CONF_DIR.parent, capture_output=True, text=True
+        ["git", "rev-parse", "HEAD"], cwd=SOURCE_TREE, capture_output=True, text=True
     )
     if head.returncode == 0:  # echo runs from its git checkout: the run names its commit
         assert tags["mlflow.source.git.commit"] == head.stdout.strip()
     else:
         assert "mlflow.source.git.commit" not in tags
+    assert tags["echo.version.keras"] == keras.__version__
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
