@@ -196,6 +196,11 @@ class EchoCallback(Callback):
         self.heartbeat = None  # the parent's, while the sweep runs
         self.environment_before: dict[str, Optional[str]] = {}
 
+    def __getstate__(self) -> dict:
+        # Launchers pickle Hydra's context, callbacks included, to their workers (joblib): the
+        # parent's heartbeat thread stays in this process.
+        return {**self.__dict__, "heartbeat": None}
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         from echo import tracking
 
