@@ -19,8 +19,9 @@ from typing import Optional
 
 import pandas as pd
 
-from echo.config import parse_key_values
+from echo.config import check_tracking_uri, parse_key_values
 from echo.errors import BadRequest, run_command
+from echo.store import tracking_uri
 
 # The summary metrics a run logs, in the order tables show them.
 METRICS = (
@@ -102,6 +103,7 @@ def main(argv: list[str]) -> pd.DataFrame:
     from echo import tracking  # MLflow: not for --help or a bad argument
 
     request = parse_key_values(ReportConfig, argv)
+    check_tracking_uri(tracking_uri())
     runs = tracking.runs_frame(request.experiment, request.sweep)
     if runs.empty:
         raise BadRequest("no runs to report")

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from echo.config import ConfigError, EchoConfig, to_echo_config
-from echo.errors import BadRequest, Interrupted, SweepFailed, exit_with
+from echo.errors import BadRequest, EchoError, Interrupted, SweepFailed, exit_with
 from echo.store import PARENT_TAG, anchored, tracking_uri, without_credentials
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ TF_THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 # resolves 127.0.0.1 to the machine's network address and listens there).
 RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+# The class of Hydra's own launcher (hydra/launcher=basic): one job after another, in this
+# process, so each has the terminal to itself.
+BASIC = "BasicLauncher"
 RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 
 
@@ -215,19 +218,24 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
     """One job of a sweep. One failed job must not stop the others: it tells the parent why it
     failed and gives sweepers no objective. That includes a config error, since a sweeper that
     draws values (Optuna) is checked per job."""
-    from echo import train
+    from echo import progress, train
     from echo.report import CHOOSE_BY
 
     task = list(hydra_cfg.overrides.task)
+    # Bars for jobs run one after another; lines for parallel ones, which share the terminal.
+    launcher = str(hydra_cfg.launcher.get("_target_", ""))
+    shown = progress.display(parallel=launcher.rpartition(".")[2] != BASIC)
     try:
         echo_cfg, config_yaml = train.job_config(cfg)
-        metrics = train.train(echo_cfg, config_yaml, output_dir, job_tags(task, echo_cfg))
+        metrics = train.train(echo_cfg, config_yaml, output_dir, job_tags(task, echo_cfg), shown)
         return metrics[CHOOSE_BY]
     except Interrupted as err:
         exit_with(err)  # the user stopped the sweep, not one job
     except Exception as err:  # noqa: BLE001 - any failure of one job
         if isinstance(err, ConfigError):
             log.error("job refused: %s", err)
+        elif isinstance(err, EchoError):  # a failure echo knows (a diverged loss): one line
+            log.error("job failed: %s", err)
         else:
             log.exception("job failed")
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -244,8 +252,8 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
 
 def summarise(parent_run_id: str, keys: list[str]) -> None:
     """End the sweep's parent run with its results table, best job and chart: FAILED, with
-    the reasons, if any job failed or did not finish."""
-    from echo import figures, report, tracking
+    the reasons, if any job failed or did not finish. Then say what the sweep made."""
+    from echo import figures, report, summary, tracking
 
     runs = tracking.runs_frame(parent_run_id=parent_run_id)
     table = report.runs_table(runs, keys) if len(runs) else runs
@@ -258,6 +266,11 @@ def summarise(parent_run_id: str, keys: list[str]) -> None:
     if unfinished and not failures:
         failures = [f"{unfinished} job(s) did not finish"]
     tracking.finish_sweep(parent_run_id, table, best, chart, "; ".join(failures) or None)
+    command = None
+    if best is not None and "tags.echo.command" in runs:
+        command = runs.loc[runs["run_id"] == best["run_id"], "tags.echo.command"].iloc[0]
+    command = command if isinstance(command, str) else None  # NaN: a run without the tag
+    summary.show(summary.sweep_lines(parent_run_id, bool(failures), best, command, failures))
 
 
 def raise_if_failed(experiments: set[str], since_ms: int) -> None:
