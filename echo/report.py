@@ -19,7 +19,7 @@ from typing import Optional
 
 import pandas as pd
 
-from echo.config import check_tracking_uri, parse_key_values
+from echo.config import parse_key_values
 from echo.errors import BadRequest, run_command
 from echo.store import tracking_uri
 
@@ -101,9 +101,10 @@ def varied_params(table: pd.DataFrame) -> list[str]:
 
 def main(argv: list[str]) -> pd.DataFrame:
     from echo import tracking  # MLflow: not for --help or a bad argument
+    from echo.config import check_tracking_uri
 
+    check_tracking_uri(tracking_uri())  # before MLflow meets a folder of files
     request = parse_key_values(ReportConfig, argv)
-    check_tracking_uri(tracking_uri())
     runs = tracking.runs_frame(request.experiment, request.sweep)
     if runs.empty:
         raise BadRequest("no runs to report")

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from echo.config import ConfigError, EchoConfig, to_echo_config
-from echo.errors import BadRequest, EchoError, Interrupted, SweepFailed, exit_with
+from echo.errors import BadRequest, Interrupted, SweepFailed, exit_with
 from echo.store import PARENT_TAG, anchored, tracking_uri, without_credentials
 
 log = logging.getLogger(__name__)
@@ -234,8 +234,6 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
     except Exception as err:  # noqa: BLE001 - any failure of one job
         if isinstance(err, ConfigError):
             log.error("job refused: %s", err)
-        elif isinstance(err, EchoError):  # a failure echo knows (a diverged loss): one line
-            log.error("job failed: %s", err)
         else:
             log.exception("job failed")
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -175,7 +175,6 @@ def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
         and "trainer.learning_rate=1e+38" in last
     )
     assert last.endswith("failed: loss became nan at epoch 0")
-    assert "Traceback" not in result.stdout + result.stderr  # a known failure, in one line
     _, runs = runs_of(uri)
     status = {
         r.data.params["trainer.learning_rate"]: r.info.status
