@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import os
+import re
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -13,16 +15,17 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from echo import sweep
-from echo.config import CONF_DIR, CONFIG_PATH, ConfigError, register_schema
+from echo import quiet, sweep
+from echo.config import CONF_DIR, CONFIG_PATH, ConfigError, check_tracking_uri, register_schema
 from echo.environment import BACKEND, BACKEND_VARIABLE, environment
-from echo.errors import EchoError, exit_with
+from echo.errors import EchoError, Interrupted, exit_with
 from echo.provenance import version_text
+from echo.store import tracking_uri
 
 # Keras and MLflow import these whenever they are installed, for scikit-learn wrappers, image
 # galleries and notebook checks: a second or two of every run's start, for nothing echo uses.
@@ -43,25 +46,35 @@ def hydra_arguments(argv: list[str]):
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Hydra's task function: one run, or one job of a sweep. Returns the job's objective."""
-    from echo import train
+    from echo import progress, summary, train
     from echo.report import CHOOSE_BY
 
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     with absent(*UNUSED_IMPORTS):  # in whichever process the launcher runs the job
+        if "tensorflow" not in sys.modules:  # a launcher's worker process
+            load_training_libraries()
         if hydra_cfg.mode == RunMode.MULTIRUN:
             return sweep.run_job(cfg, hydra_cfg, output_dir)
         echo_cfg, config_yaml = train.job_config(cfg)
+        data, model_logged = echo_cfg.data, echo_cfg.mlflow.log_model
         try:
-            return train.train(echo_cfg, config_yaml, output_dir)[CHOOSE_BY]
+            metrics = train.train(echo_cfg, config_yaml, output_dir, progress=progress.display())
         except EchoError as err:
+            if err.run_id:  # where the stopped or failed run is, then why (on stderr)
+                status = "KILLED" if isinstance(err, Interrupted) else "FAILED"
+                summary.show(summary.run_lines(err.run_id, status, data, model_logged))
             exit_with(err)  # here, before Hydra adds a line of its own
+        summary.show(summary.run_lines(metrics.run_id, "FINISHED", data, model_logged))
+        return metrics[CHOOSE_BY]
 
 
 def one_line(err: BaseException) -> str:
     """A config error as one line that names the key and the value."""
     if isinstance(err, ConfigError):
         return str(err)
+    if isinstance(err, OverrideParseException):
+        return unreadable(err.override)
     options = getattr(err, "options", None)
     missing = getattr(err, "missing_cfg_file", None)
     if missing and options is not None:  # an unknown option of a config group
@@ -81,6 +94,25 @@ def one_line(err: BaseException) -> str:
         return f"{key}: {str(cause.msg).splitlines()[0]}"
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return " ".join(lines[:2])
+
+
+def hydra_quoted(value: str) -> str:
+    """`value` as a double-quoted string of Hydra's override grammar: a quote, and backslashes
+    just before a quote or the end, escaped with a backslash."""
+    escaped = re.sub(r'(\\*)("|$)', lambda m: m[1] * 2 + ("\\" + m[2] if m[2] else ""), value)
+    return f'"{escaped}"'
+
+
+def unreadable(override: str) -> str:
+    """What to say of an override Hydra's grammar cannot read: how to quote its value."""
+    key, equals, value = override.partition("=")
+    if not equals or not re.fullmatch(r"[+~]{0,2}[\w.@/-]+", key):
+        return f"{override}: not a key=value override Hydra can read"
+    suggestion = shlex.quote(f"{key}={hydra_quoted(value)}")
+    return (
+        f"{override}: Hydra's override grammar cannot read this value; to give it as text, "
+        f"quote it for Hydra inside the shell's quotes: {suggestion}"
+    )
 
 
 def app_help(overrides: list[str]) -> str:
@@ -141,8 +173,7 @@ def load_training_libraries() -> None:
     gc.disable()
     try:
         with absent(*UNUSED_IMPORTS):
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
+            quiet.start_tensorflow()  # without its notices on a machine without a GPU
 
             from echo import tracking  # noqa: F401 - MLflow
     finally:
@@ -161,6 +192,8 @@ def run(argv: list[str]) -> None:
     if args.help:
         print(app_help(args.overrides))
         return
+    if not any(getattr(args, name, None) for name in sweep.ONLY_SHOWS):
+        check_tracking_uri(tracking_uri())
     jobs = sweep.preflight(args, CONF_DIR)
     if jobs is None:  # a command that only shows something
         main()
@@ -186,7 +219,7 @@ def cli() -> None:
         BACKEND_VARIABLE: os.environ.get(BACKEND_VARIABLE, BACKEND),
     }
     try:
-        with environment(**settings):
+        with environment(**settings), quiet.store_notices_filtered():
             run(sys.argv[1:])
     except (ConfigError, HydraException, OmegaConfBaseException) as err:
         if full_errors:

@@ -9,6 +9,10 @@ before TensorFlow or MLflow are imported and before any run exists.
 from __future__ import annotations
 
 import math
+import os
+import re
+import shlex
+import urllib.parse
 from dataclasses import dataclass, field
 from enum import Enum
 from operator import attrgetter
@@ -163,6 +167,7 @@ def windows_per_sequence(data: DataConfig) -> int:
 # The least value each count may take.
 MINIMUMS = {
     "data.n_unique": 2,
+    "data.n_in": 1,
     "data.n_out": 1,
     "model.units": 1,
     "trainer.epochs": 1,
@@ -199,16 +204,54 @@ def validate(cfg: EchoConfig) -> EchoConfig:
         raise ConfigError(
             "trainer.batch_size",
             t.batch_size,
-            f"must divide the {windows} windows per sequence for a stateful model, "
+            f"must divide the {windows_explained(d)} for a stateful model, "
             f"so that state resets fall between batches",
         )
     if windows % t.batch_size and t.batch_size % windows:
         raise ConfigError(
             "trainer.batch_size",
             t.batch_size,
-            f"must divide, or be a multiple of, the {windows} windows per sequence",
+            f"must divide, or be a multiple of, the {windows_explained(d)}",
         )
     return cfg
+
+
+def windows_explained(data: DataConfig) -> str:
+    """The windows per sequence and the keys they come from, which the user may have given
+    rather than the batch size a rule names."""
+    if data.pad_incomplete:
+        return (
+            f"{data.length} windows per sequence "
+            f"(data.length={data.length}, with data.pad_incomplete=true)"
+        )
+    return (
+        f"{windows_per_sequence(data)} windows per sequence "
+        f"(data.length={data.length} - data.n_in={data.n_in} + 1)"
+    )
+
+
+# An interpolation that is one reference to another key: ${data.n_in}, ${.n_in}, ${..x.y}.
+REFERENCE = re.compile(r"\$\{(\.*)([\w.]+)\}")
+
+
+def source_of(cfg: DictConfig, key: str) -> Optional[str]:
+    """The key whose value `key` takes through interpolations (`data.n_out: ${data.n_in}`),
+    or None when `key` holds a value of its own."""
+    current = key
+    for _ in range(20):  # a chain of references; a longer one is not followed
+        parent_key, _, leaf = current.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if not isinstance(parent, DictConfig) or not OmegaConf.is_interpolation(parent, leaf):
+            break
+        reference = REFERENCE.fullmatch(str(OmegaConf.to_container(parent)[leaf]))
+        if reference is None:  # a resolver or a string with a value inside: no one key
+            return None
+        dots, target = reference.groups()
+        if dots:  # relative: one dot is the node's own parent, each more goes one up
+            base = parent_key.split(".") if parent_key else []
+            target = ".".join([*base[: len(base) - len(dots) + 1], target])
+        current = target
+    return current if current != key else None
 
 
 def to_echo_config(cfg: DictConfig) -> EchoConfig:
@@ -223,7 +266,15 @@ def to_echo_config(cfg: DictConfig) -> EchoConfig:
         )
     echo_cfg = OmegaConf.to_object(cfg)
     assert isinstance(echo_cfg, EchoConfig), "conf/config.yaml must start from echo_schema"
-    return validate(echo_cfg)
+    try:
+        return validate(echo_cfg)
+    except ConfigError as err:
+        given = source_of(cfg, err.key)
+        if given is None:
+            raise
+        # The refused value came through an interpolation: name the key it came from.
+        rule = f"{err.rule} ({err.key} follows it: ${{{given}}})"
+        raise ConfigError(given, OmegaConf.select(cfg, given), rule) from None
 
 
 def defaults() -> DictConfig:
@@ -280,3 +331,21 @@ def parse_key_values(schema: type[T], argv: list[str]) -> T:
         raise BadRequest(
             f"{getattr(err, 'full_key', '') or 'arguments'}: {str(err).splitlines()[0]}"
         ) from None
+
+
+def check_tracking_uri(uri: str) -> None:
+    """BadRequest for a folder of files as the tracking store (file:./mlruns, ./mlruns):
+    MLflow 3 refuses to write one unless MLFLOW_ALLOW_FILE_STORE is set, with a traceback."""
+    from echo.errors import BadRequest
+
+    parts = urllib.parse.urlsplit(uri)
+    allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1")
+    if parts.scheme not in ("", "file") or allowed:
+        return
+    folder = urllib.parse.unquote(parts.path) if parts.scheme else uri
+    raise BadRequest(
+        f"MLFLOW_TRACKING_URI={uri}: MLflow no longer records into a folder of files; unset "
+        "MLFLOW_TRACKING_URI to record into sqlite:///mlflow.db (echo's default), and move the "
+        f"runs already in {folder} there with: mlflow migrate-filestore --source "
+        f"{shlex.quote(folder)} --target sqlite:///mlflow.db"
+    )

@@ -1,11 +1,26 @@
 """Failures worth one line to the user rather than a traceback, each with its exit code."""
 
 import sys
-from typing import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Callable, Optional
 
 
 class EchoError(Exception):
     exit_code = 1
+    run_id: Optional[str] = None  # the MLflow run it ended, when it happened in one
+
+
+@contextmanager
+def in_run(run_id: str) -> Iterator[None]:
+    """EchoErrors raised inside name the run they ended (`run_id`), so that the command line
+    can say where that run is."""
+    try:
+        yield
+    except EchoError as err:
+        if err.run_id is None:
+            err.run_id = run_id
+        raise
 
 
 class RunFailed(EchoError):
@@ -33,7 +48,7 @@ class UnknownRun(EchoError):
 
 
 class BadRequest(EchoError):
-    """Arguments to echo.predict or echo.report that cannot work."""
+    """Arguments to echo.predict or echo.report, or a setting, that cannot work."""
 
     exit_code = 2
 

@@ -16,9 +16,11 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from echo.config import EchoConfig, from_saved, parse_key_values
+from echo import quiet
+from echo.config import EchoConfig, check_tracking_uri, from_saved, parse_key_values
 from echo.environment import keras_on_tensorflow
 from echo.errors import BadRequest, run_command
+from echo.store import tracking_uri
 
 
 @dataclass
@@ -98,11 +100,13 @@ def main(argv: list[str]) -> None:
 
 
 def echo_request(request: PredictConfig) -> None:
+    check_tracking_uri(tracking_uri())
     from echo import tracking
 
     cfg = from_saved(tracking.run_config(request.run_id))
     sequences = check(request, cfg)
-    from echo.models import build_model  # TensorFlow, once the request is known to be good
+    quiet.start_tensorflow()  # once the request is known to be good; no GPU notices
+    from echo.models import build_model
 
     # Rebuilt from the run's config, with the logged weights: the same model, whatever Keras
     # version saved it, and nothing in the artifact is run as code.

@@ -21,6 +21,7 @@ import pandas as pd
 
 from echo.config import defaults, parse_key_values
 from echo.errors import BadRequest, run_command
+from echo.store import tracking_uri
 
 # The summary metrics a run logs, in the order tables show them.
 METRICS = (
@@ -103,7 +104,9 @@ def varied_params(table: pd.DataFrame) -> list[str]:
 
 def main(argv: list[str]) -> pd.DataFrame:
     from echo import tracking  # MLflow: not for --help or a bad argument
+    from echo.config import check_tracking_uri
 
+    check_tracking_uri(tracking_uri())  # before MLflow meets a folder of files
     request = parse_key_values(ReportConfig, argv)
     vanished_after = defaults().mlflow.vanished_after
     runs = tracking.runs_frame(request.experiment, request.sweep, vanished_after)

@@ -51,6 +51,9 @@ TF_THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 # resolves 127.0.0.1 to the machine's network address and listens there).
 RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+# The class of Hydra's own launcher (hydra/launcher=basic): one job after another, in this
+# process, so each has the terminal to itself.
+BASIC = "BasicLauncher"
 RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 
 
@@ -292,10 +295,13 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
     """One job of a sweep. One failed job must not stop the others: it tells the parent why it
     failed and gives sweepers no objective. That includes a config error, since a sweeper that
     draws values (Optuna) is checked per job."""
-    from echo import train
+    from echo import progress, train
     from echo.report import CHOOSE_BY
 
     task = list(hydra_cfg.overrides.task)
+    # Bars for jobs run one after another; lines for parallel ones, which share the terminal.
+    launcher = str(hydra_cfg.launcher.get("_target_", ""))
+    shown = progress.display(parallel=launcher.rpartition(".")[2] != BASIC)
     try:
         echo_cfg, config_yaml = train.job_config(cfg)
         earlier, keep = earlier_attempt(task)
@@ -312,7 +318,7 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
         if earlier is not None:  # killed or vanished: it goes on from its newest checkpoint
             echo_cfg.trainer.resume = earlier.info.run_id
             echo_cfg, config_yaml = train.resumed_config(echo_cfg)
-        metrics = train.train(echo_cfg, config_yaml, output_dir, job_tags(task, echo_cfg))
+        metrics = train.train(echo_cfg, config_yaml, output_dir, job_tags(task, echo_cfg), shown)
         return metrics[CHOOSE_BY]
     except Interrupted as err:
         exit_with(err)  # the user stopped the sweep, not one job
@@ -335,8 +341,8 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
 
 def summarise(parent_run_id: str, keys: list[str]) -> None:
     """End the sweep's parent run with its results table, best job and chart: FAILED, with
-    the reasons, if any job failed or did not finish."""
-    from echo import figures, report, tracking
+    the reasons, if any job failed or did not finish. Then say what the sweep made."""
+    from echo import figures, report, summary, tracking
 
     runs = tracking.runs_frame(parent_run_id=parent_run_id)
     if f"tags.{JOB_TAG}" in runs and len(runs):  # a resumed sweep: each job's newest run
@@ -352,6 +358,11 @@ def summarise(parent_run_id: str, keys: list[str]) -> None:
     if unfinished and not failures:
         failures = [f"{unfinished} job(s) did not finish"]
     tracking.finish_sweep(parent_run_id, table, best, chart, "; ".join(failures) or None)
+    command = None
+    if best is not None and "tags.echo.command" in runs:
+        command = runs.loc[runs["run_id"] == best["run_id"], "tags.echo.command"].iloc[0]
+    command = command if isinstance(command, str) else None  # NaN: a run without the tag
+    summary.show(summary.sweep_lines(parent_run_id, bool(failures), best, command, failures))
 
 
 def raise_if_failed(experiments: set[str], since_ms: int) -> None:

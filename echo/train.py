@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from echo.config import EchoConfig, flat_params, from_saved, to_echo_config
 from echo.environment import keras_on_tensorflow
-from echo.errors import Interrupted, RunFailed
+from echo.errors import Interrupted, RunFailed, in_run
 
 log = logging.getLogger("echo.train")
 
@@ -46,23 +46,33 @@ class Job:
     logged_through: tuple[int, int] = (-1, -1)
 
 
+class Trained(dict):
+    """What `train` returns: the run's summary metrics, a dict as ever, and `run_id`."""
+
+    run_id: str = ""
+
+
 def train(
     cfg: EchoConfig,
     config_yaml: str = "",
     output_dir: Optional[Path] = None,
     tags: Optional[dict[str, str]] = None,
-) -> dict[str, float]:
+    progress=None,
+) -> Trained:
     """Train and score the model `cfg` describes, recording everything in one MLflow run.
 
     Returns the run's summary metrics (val_exact, eval_exact, train_seconds, ...): validation
-    scores to choose by, test scores to report. Whatever the
+    scores to choose by, test scores to report; their `run_id` names the run. Whatever the
     tracking store refuses is kept under `output_dir` (Hydra's output folder when run as the CLI).
-    `tags` are added to the run's own (a sweep's parent, say). Raises RunFailed when the loss
-    diverges, Interrupted when a signal stops training, WrongBackend before anything starts when
-    Keras is asked for a backend other than TensorFlow.
+    `tags` are added to the run's own (a sweep's parent, say). `progress` shows training's
+    progress (echo.progress: log lines unless given a bar). Raises RunFailed when the loss
+    diverges, Interrupted when a signal stops training; either names the run in `run_id`.
+    Raises WrongBackend before anything starts when Keras is asked for a backend other than
+    TensorFlow.
     """
     with keras_on_tensorflow():  # before MLflow or the provenance tags import Keras
         from echo import tracking
+        from echo.progress import Lines
         from echo.provenance import provenance_tags
 
         output_dir = Path(output_dir or tempfile.mkdtemp(prefix="echo-"))
@@ -78,8 +88,12 @@ def train(
             run_tags,
             (cfg.mlflow.heartbeat_every, cfg.mlflow.vanished_after),
         ) as run:
-            job = prepare(cfg, run, output_dir)
-            return score_and_record(job, fit(job))
+            with in_run(run.run_id), progress or Lines() as shown:
+                job = prepare(cfg, run, output_dir)
+                job.trainer.progress = shown
+                trained = Trained(score_and_record(job, fit(job)))
+                trained.run_id = run.run_id
+                return trained
 
 
 def prepare(cfg: EchoConfig, run, output_dir: Path) -> Job:

@@ -31,6 +31,7 @@ from echo.evaluation import (
     score,
 )
 from echo.models import Readout, state_variables
+from echo.progress import Lines, Point
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ class Trainer:
         # Scores validation for target_exact, and then the held-out test set: one traced
         # function for both, as they have the same shape.
         self.predictor = Predictor(model, readout, trainer.jit_compile)
+        # Where `fit` shows its progress between calls (echo.progress): log lines unless the
+        # caller gives a bar.
+        self.progress: Lines = Lines()
 
     def _train_steps(self, batches, targets, keep, n_steps):
         """Run the first `n_steps` of the (padded) batches; return each step's loss and acc."""
@@ -264,10 +268,20 @@ class Trainer:
         return checked
 
     def _report(self, record: History, done: int, total: int, scores, start: float) -> None:
-        message = f"epoch {done}/{total}  loss {record.loss[-1]:.4f}  acc {record.acc[-1]:.4f}"
-        if scores is not None:
-            message += f"  val_exact {scores.eval_exact:.4f} of {scores.windows} windows"
-        log.info("%s  (%.1f s)", message, time.perf_counter() - start)
+        began = done - len(record.epoch) * self.schedule.epochs_per_record
+        self.progress.show(
+            Point(
+                began,
+                done,
+                total,
+                float(record.loss[-1]),
+                float(record.acc[-1]),
+                None if scores is None else scores.eval_exact,
+                None if scores is None else scores.windows,
+                time.perf_counter() - start,
+                self.cfg.target_exact,
+            )
+        )
 
     def save_checkpoint(
         self,

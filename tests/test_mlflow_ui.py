@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY, compose_config, free_port
+from conftest import TINY, compose_config, free_port, run_cli
 from mlflow.tracking import MlflowClient
 
 from echo import train as echo_train
@@ -67,6 +67,41 @@ def mlflow_ui(tracking_uri, tmp_path):
         log.close()
 
 
+def launch(playwright):
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+
+
+def test_the_url_a_run_ends_with_opens_it(tracking_uri, mlflow_ui, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    args = [*TINY, "mlflow.run_name=url-check", "mlflow.log_model=false"]
+    result = run_cli(args, tmp_path, tracking_uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (url,) = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("open ")]
+    # The run printed `mlflow ui`'s own address; this test's server listens elsewhere.
+    assert url.startswith("http://127.0.0.1:5000/#/experiments/")
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url.replace("http://127.0.0.1:5000", mlflow_ui))
+        expect(page.get_by_text("url-check").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("eval_exact").first).to_be_visible(timeout=60_000)
+        # The model-training view: its breadcrumb says Runs; the GenAI view's, Evaluations.
+        expect(page.get_by_text("Runs", exact=True).first).to_be_visible()
+        expect(page.get_by_text("Evaluations", exact=True)).to_have_count(0)
+        browser.close()
+
+
 def test_runs_metrics_and_echoes_show_in_the_ui(tracking_uri, mlflow_ui, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -79,17 +114,7 @@ def test_runs_metrics_and_echoes_show_in_the_ui(tracking_uri, mlflow_ui, tmp_pat
         shots.append(SCREENSHOT_DIR)
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         # The model-training view: MLflow 3.17's UI opens the GenAI one unless the URL says.
         view = "?workflowType=machine_learning"

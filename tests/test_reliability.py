@@ -46,6 +46,24 @@ def runs_of(uri, experiment="echo"):
         ),
         (["+foo=1"], "foo=1: no such key"),
         (["data.n_out=9"], "data.n_out=9: must be <= data.n_in (5)"),
+        (["data.n_in=0"], "data.n_in=0: must be >= 1"),  # not data.n_out, which follows it
+        (
+            # A refused value that came through an interpolation: the key it came from.
+            ["trainer.eval_sequences=${trainer.sample_echoes}", "trainer.sample_echoes=0"],
+            "trainer.sample_echoes=0: must be >= 1 (trainer.eval_sequences follows it: "
+            "${trainer.sample_echoes})",
+        ),
+        (
+            ["data.length=30"],
+            "trainer.batch_size=7: must divide the 26 windows per sequence (data.length=30 - "
+            "data.n_in=5 + 1) for a stateful model",
+        ),
+        (
+            ["mlflow.run_name=ëcho ✓ run"],
+            "mlflow.run_name=ëcho ✓ run: Hydra's override grammar cannot read this value; to "
+            "give it as text, quote it for Hydra inside the shell's quotes: "
+            "'mlflow.run_name=\"ëcho ✓ run\"'",
+        ),
         (["data.n_in=30"], "data.n_in=30: must be <= data.length (25)"),
         (["data.n_unique=1"], "data.n_unique=1: must be >= 2"),
         (["model.units=0"], "model.units=0: must be >= 1"),
@@ -53,7 +71,8 @@ def runs_of(uri, experiment="echo"):
         (["trainer.learning_rate=0"], "trainer.learning_rate=0.0: must be a finite number > 0"),
         (
             ["trainer.batch_size=5"],
-            "trainer.batch_size=5: must divide the 21 windows per sequence for a stateful model",
+            "trainer.batch_size=5: must divide the 21 windows per sequence (data.length=25 - "
+            "data.n_in=5 + 1) for a stateful model",
         ),
         (["-m", "model.units=4,0"], "model.units=0: must be >= 1"),
         (
@@ -66,7 +85,8 @@ def runs_of(uri, experiment="echo"):
         ),
         (
             ["experiment=masked", "trainer.batch_size=7"],
-            "trainer.batch_size=7: must divide the 25 windows per sequence",
+            "trainer.batch_size=7: must divide the 25 windows per sequence (data.length=25, "
+            "with data.pad_incomplete=true)",
         ),
         (["-m", "--cfg", "hydra"], "--multirun and --cfg: give only one of"),
         (
@@ -124,6 +144,14 @@ def test_diverging_loss_fails_the_run_with_the_reason(tmp_path):
     _, runs = runs_of(uri)
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "loss became nan" in runs[0].data.tags[tracking.FAILURE_TAG]
+    # Where the failed run is, to look at it.
+    run_id, experiment_id = runs[0].info.run_id, runs[0].info.experiment_id
+    assert result.stdout.splitlines()[-3:] == [
+        f"run      {run_id}  FAILED  (experiment echo, store {uri})",
+        f"browse   mlflow ui --backend-store-uri {uri}",
+        f"open     http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+        "?workflowType=machine_learning",
+    ]
 
 
 def test_a_run_that_fails_after_logging_ends_its_writer_and_its_run(tracking_uri):
@@ -167,6 +195,16 @@ def test_a_failing_sweep_job_does_not_stop_the_others(tmp_path):
     assert status == {"1e+38": "FAILED", "0.001": "FINISHED"}
     (parent,) = [r for r in runs if r.data.tags.get("echo.role") == "sweep"]
     assert parent.info.status == "FAILED"
+    # The sweep's last lines: its parent, the best job, the failed one, what to do next.
+    (good,) = [r for r in runs if r.data.params.get("trainer.learning_rate") == "0.001"]
+    parent_id = parent.info.run_id
+    lines = result.stdout.splitlines()
+    assert lines[-7] == f"sweep    {parent_id}  FAILED  (experiment echo, store {uri})"
+    assert lines[-6].startswith(f"best     {good.info.run_id}  val_exact ")
+    assert lines[-6].endswith("  trainer.learning_rate=0.001")
+    assert lines[-5] == f"rerun    {good.data.tags['echo.command']}"
+    assert lines[-4] == f"failed   {last.split(': ', 2)[2]}"
+    assert lines[-1] == f"report   python -m echo.report sweep={parent_id}"
 
 
 @pytest.mark.slow
@@ -191,9 +229,13 @@ def test_a_stopped_run_is_killed_with_a_checkpoint_and_resumes_exactly(tmp_path,
             break
     output.append(process.stdout.read())
     assert process.wait(timeout=120) == 130, "".join(output)
-    last = "".join(output).strip().splitlines()[-1]
-    run_id = last.rsplit("trainer.resume=", 1)[1]
-    assert last.startswith(f"echo: run {run_id} stopped by {sig.name} after epoch ")
+    lines = "".join(output).strip().splitlines()
+    run_id = lines[-1].rsplit("trainer.resume=", 1)[1]
+    assert lines[-1].startswith(f"echo: run {run_id} stopped by {sig.name} after epoch ")
+    # Before it, where the stopped run is and the command that continues it.
+    assert lines[-5] == f"run      {run_id}  KILLED  (experiment echo, store {uri})"
+    assert lines[-3].startswith("open     http://127.0.0.1:5000/#/experiments/")
+    assert lines[-2] == f"resume   python -m echo.train trainer.resume={run_id}"
 
     client, runs = runs_of(uri)
     assert [r.info.status for r in runs] == ["KILLED"]
