@@ -56,6 +56,21 @@ def run_cli(
     )
 
 
+def start_training(args: list[str], cwd: Path, uri: str, **popen) -> subprocess.Popen:
+    """`python -m echo.train ARGS` started in `cwd`, recording to `uri`, its output readable
+    line by line as it comes (stdout and stderr together)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "echo.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch) -> str:
     """A fresh sqlite MLflow store in a temp folder, used by in-process runs too."""

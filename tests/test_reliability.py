@@ -13,7 +13,7 @@ import keras
 import mlflow
 import numpy as np
 import pytest
-from conftest import TINY, compose_config, run_cli
+from conftest import TINY, compose_config, run_cli, start_training
 from mlflow.tracking import MlflowClient
 
 from echo import store, tracking
@@ -388,18 +388,6 @@ def test_separate_commands_started_at_once_in_a_new_folder_all_run(tmp_path):
     _, runs = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert sorted(r.data.params["trainer.seed"] for r in runs) == ["1", "2", "3"]
     assert {r.info.status for r in runs} == {"FINISHED"}
-
-
-def start_training(args: list[str], cwd, uri: str) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "0"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "echo.train", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def read_until(process: subprocess.Popen, text: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import TINY, compose_config, free_port, run_cli
+from conftest import TINY, compose_config, free_port, run_cli, start_training
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
@@ -466,16 +466,8 @@ def test_a_killed_sweep_resumed_by_its_parent_finishes_every_job_once(tmp_path):
         "mlflow.heartbeat_every=0.3",
         "mlflow.vanished_after=1",
     ]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "HYDRA_FULL_ERROR": "0"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "echo.train", *sweep],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal gives it
-    )
+    # Its own process group, as a terminal gives it.
+    process = start_training(sweep, tmp_path, uri, start_new_session=True)
     seen = []
     threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True).start()
     # The sweep may be creating the store: open it in turn, as echo's commands do.
