@@ -1,4 +1,5 @@
-"""Everything echo records in MLflow, and reads back. No other module imports mlflow.
+"""Everything echo records in MLflow, and reads back. No other module imports mlflow, but the
+served model's own code (echo.serving), which MLflow loads.
 
 Two promises shape it. A run always ends in a true state: FINISHED, FAILED with the reason in
 the `echo.failure` tag, or KILLED with a checkpoint to resume from. And nothing is lost when the
@@ -470,6 +471,38 @@ class RunLog:
             "the model",
             lambda: _log_keras_model(self.client, self.run_id, model, input_example),
             lambda folder: model.save(folder / "model.keras"),
+        )
+
+    def log_echo_model(self, model, config_yaml: str) -> None:
+        """Log the `echoes` model (echo.serving): windows in, integer echoes out, for
+        `mlflow models serve`."""
+        self._write(
+            "the echoes model",
+            lambda: _log_echo_model(model, config_yaml),
+            lambda folder: (folder / "echoes-config.yaml").write_text(config_yaml),
+        )
+
+
+def _log_echo_model(model, config_yaml: str) -> None:
+    import importlib.util
+
+    import keras
+    import tensorflow as tf
+
+    from echo.environment import environment
+
+    code = importlib.util.find_spec("echo.serving").origin  # logged as the model's code
+    # Logging loads the model back once to check it, and MLflow would draw its download bars.
+    quiet = environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    with quiet, tempfile.TemporaryDirectory() as tmp:
+        config, weights = Path(tmp) / "config.yaml", Path(tmp) / "model.weights.h5"
+        config.write_text(config_yaml)
+        model.save_weights(weights)
+        mlflow.pyfunc.log_model(
+            name="echoes",
+            python_model=code,
+            artifacts={"config": str(config), "weights": str(weights)},
+            pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
         )
 
 

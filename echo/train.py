@@ -232,6 +232,7 @@ def score_and_record(job: Job, result) -> dict[str, float]:
     if cfg.mlflow.log_model:
         # A stateful model takes exactly its batch size, so the example is one batch.
         run.log_model(job.model, X_test.reshape(-1, cfg.data.n_in)[: cfg.trainer.batch_size])
+        run.log_echo_model(job.model, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     return metrics
 
 

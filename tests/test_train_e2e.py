@@ -71,10 +71,12 @@ def test_run_records_config_curves_scores_echoes_and_model(tracking_uri, model_n
     assert tuple(generic.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 3)
     example = generic.input_example  # one batch of held-out windows
     assert example.shape == (3, 3) and example.max() < 10
-    (logged,) = mlflow.search_logged_models(
+    logged = mlflow.search_logged_models(
         experiment_ids=[run.info.experiment_id], output_format="list"
     )
-    assert logged.name == "model" and logged.source_run_id == run.info.run_id
+    # The Keras model, and the echoes model beside it (echo.serving).
+    assert sorted(m.name for m in logged) == ["echoes", "model"]
+    assert {m.source_run_id for m in logged} == {run.info.run_id}
     assert np.asarray(generic.predict(windows)).shape == (3, 2, 10)
 
 
