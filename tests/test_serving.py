@@ -6,22 +6,11 @@ import sys
 import urllib.request
 
 import pytest
-from conftest import TINY, compose_config, free_port
+from conftest import compose_config, free_port
+from test_predict_report import LEARNS
 from test_scale import answers, background
 
 from echo import train as echo_train
-
-# Learns the tiny echo perfectly (as in test_predict_report), so that answers are known.
-LEARNS = [
-    *TINY,
-    "model=seq2seq",
-    "data.n_out=2",
-    "model.units=16",
-    "trainer.epochs=300",
-    "trainer.log_every=100",
-    "trainer.learning_rate=0.02",
-    "trainer.eval_sequences=20",
-]
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
