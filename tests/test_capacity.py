@@ -9,14 +9,8 @@ import pytest
 from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
-from echo.capacity import (
-    choose_setting,
-    fewer_units_sentence,
-    fewest_passing,
-    longer_needs_more_sentence,
-    next_run,
-    rung_verdict,
-)
+from echo.capacity import choose_setting, fewest_passing, next_run, rung_verdict
+from echo.capacity_results import fewer_units_sentence, longer_needs_more_sentence
 from echo.marked import kept_blocks, with_block
 
 LADDER, SEEDS = [4, 8, 16, 32, 64, 128], [1, 2, 3]
