@@ -232,7 +232,10 @@ class Runs:
         from echo.store import PARENT_TAG
         from echo.sweep import JOB_TAG, job_key
 
-        full = [*overrides, f"mlflow.experiment={self.request.experiment}", *EVERY_RUN]
+        # The preset first, then what every run shares, then the run's own (the tutorial's
+        # checks every 500 sequences win over the study's 200), then the user's.
+        preset, *own = overrides
+        full = [preset, *EVERY_RUN, *own, f"mlflow.experiment={self.request.experiment}"]
         if batch:  # whole sequences of the task as the user's overrides leave it
             data = compose_job([*full, *self.request.overrides], check_it=False).data
             full.append(f"trainer.batch_size={batch * windows_per_sequence(data)}")

@@ -305,7 +305,8 @@ def readme_paragraph(runs, rows, tutorial, request) -> Optional[str]:
         "For a perfect 3-value echo sooner, run\n\n"
         f"```bash\npython -m echo.train {command}\n```\n\n"
         f"the {NAMES[best.topology]} decoder with the fewest units that reached the target on "
-        f"all {len(best.sequences)} seeds: it took {spread(best.sequences)} sequences "
+        f"{'all ' + str(len(best.sequences)) + ' seeds' if len(best.sequences) > 1 else 'its seed'}"
+        f": it took {spread(best.sequences)} sequences "
         f"({best.seconds:.1f} s of training on average)."
     )
 
@@ -364,11 +365,14 @@ def section(runs: pd.DataFrame, parent: str, request: CapacityConfig) -> tuple[s
         "The calibration sweep:",
         "",
         calibration_table(runs, chosen),
-        "",
-        f"The tutorial's regime, up to {request.tutorial_cap:,} sequences:",
-        "",
-        tutorial_table(tutorial),
     ]
+    if len(tutorial):
+        lines += [
+            "",
+            f"The tutorial's regime, up to {request.tutorial_cap:,} sequences:",
+            "",
+            tutorial_table(tutorial),
+        ]
     return "\n".join(lines), figures.units_needed(rows, NAMES, request.ladder)
 
 

@@ -105,6 +105,10 @@ def units_needed(rows: pd.DataFrame, names: dict[str, str], ladder: Sequence[int
     axes.set_xticks(range(len(tasks)), labels)
     axes.set_yscale("log", base=2)
     axes.set_yticks(list(ladder), [str(u) for u in ladder])
-    axes.set(xlabel="echo (values of window)", ylabel="fewest LSTM units")
+    axes.set(
+        xlabel="echo (values of window)",
+        ylabel="fewest LSTM units",
+        ylim=(ladder[0] / 1.5, ladder[-1] * 1.5),  # room for a marker at either end
+    )
     axes.legend(fontsize="small")
     return figure
