@@ -77,3 +77,38 @@ def preset_comparison(runs: pd.DataFrame, presets: Sequence[str]):
         axes.set_xticklabels(presets, rotation=20, ha="right")
     skill.set_ylim(0, 1.02)
     return figure
+
+
+def units_needed(rows: pd.DataFrame, names: dict[str, str], ladder: Sequence[int]):
+    """The fewest units that reached the target against the echo's length, a line per
+    topology; an open triangle where the budget ran out at every size tried (at the largest)."""
+    figure = Figure(figsize=(7, 3.6), layout="constrained")
+    axes = figure.subplots()
+    tasks = list(dict.fromkeys(rows["task"]))
+    for topology, group in rows.groupby("topology", sort=False):
+        x = np.array([tasks.index(t) for t in group["task"]])
+        passed = group["fewest"].notna().to_numpy()
+        (line,) = axes.plot(x[passed], group["fewest"][passed], marker="o", label=names[topology])
+        out = ~passed & group["settled"].to_numpy()
+        if out.any():
+            axes.plot(
+                x[out],
+                group["largest"][out],
+                linestyle="none",
+                marker="^",
+                markersize=9,
+                markerfacecolor="none",
+                color=line.get_color(),
+                label=f"{names[topology]}: budget ran out",
+            )
+    labels = [t.replace("of", " of ") for t in tasks]
+    axes.set_xticks(range(len(tasks)), labels)
+    axes.set_yscale("log", base=2)
+    axes.set_yticks(list(ladder), [str(u) for u in ladder])
+    axes.set(
+        xlabel="echo (values of window)",
+        ylabel="fewest LSTM units",
+        ylim=(ladder[0] / 1.5, ladder[-1] * 1.5),  # room for a marker at either end
+    )
+    axes.legend(fontsize="small")
+    return figure

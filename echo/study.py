@@ -499,7 +499,9 @@ def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig)
             "",
             question.answer(s),
         ]
-    output.write_text("\n".join(lines) + "\n")
+    from echo.marked import kept_blocks  # another command's section (echo.capacity) stays
+
+    output.write_text(kept_blocks(output, "\n".join(lines) + "\n"))
     return output
 
 

@@ -308,6 +308,11 @@ def _search_sweeps(experiment: str, query: str) -> list[Run]:
     )
 
 
+def run_tags(run_id: str) -> dict[str, str]:
+    """A run's tags; UnknownRun if there is no such run."""
+    return _run(client(), run_id, f"sweep={run_id}").data.tags
+
+
 def run_facts(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
     """A run's experiment, when it started, and how many minutes it lasted (None while it runs)."""
     store = client()

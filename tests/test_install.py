@@ -23,7 +23,7 @@ from echo import train as echo_train
 from echo.config import CONF_DIR, SOURCE_TREE
 from echo.errors import WrongBackend
 
-SCRIPTS = ("echo-train", "echo-report", "echo-predict", "echo-study")
+SCRIPTS = ("echo-train", "echo-report", "echo-predict", "echo-study", "echo-capacity")
 # What a wheel is built from. The rest of the checkout (tests, runs, build leftovers) stays out
 # of the copy the wheel is built from.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "echo", "conf")
