@@ -2,8 +2,9 @@
 
 A run ends with its id, experiment and store, where to open it in `mlflow ui`'s model-training
 view, and the next command (predict with it, or resume it). A sweep ends with its parent run,
-its best job by validation with the command that reruns it, its failed jobs and the report
-command. `echo.cli` prints a run's, `echo.sweep.summarise` a sweep's.
+its best job by validation with the command that reruns it, its failed jobs, where to open its
+jobs side by side, and the report command. `echo.cli` prints a run's, `echo.sweep.summarise`
+a sweep's.
 """
 
 from __future__ import annotations
@@ -34,18 +35,28 @@ def experiment_of(run_id: str) -> tuple[str, str]:
     return client.get_experiment(experiment_id).name, experiment_id
 
 
-def where_to_look(experiment_id: str, run_id: str) -> list[tuple[str, str]]:
-    """How to open a run in the MLflow UI: its URL on a tracking server; with a database and no
-    server, the `mlflow ui` command first."""
+def run_page(experiment_id: str, run_id: str) -> str:
+    """The MLflow UI's page of one run, in the model-training view."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING}"
+
+
+def view_page(experiment_id: str, view_id: str) -> str:
+    """The MLflow UI's runs table of an experiment as one of its saved views shows it (the
+    views tracking.save_runs_view saves)."""
+    return f"#/experiments/{experiment_id}/runs{MODEL_TRAINING}&viewStateShareKey={view_id}"
+
+
+def where_to_look(page: str) -> list[tuple[str, str]]:
+    """How to open a page of the MLflow UI: its URL on a tracking server; with a database and
+    no server, the `mlflow ui` command first."""
     uri = store()
-    path = f"#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING}"
     if uri.startswith(("http://", "https://")):
-        return [("open", f"{uri.rstrip('/')}/{path}")]
+        return [("open", f"{uri.rstrip('/')}/{page}")]
     if uri.split(":", 1)[0].split("+", 1)[0] not in DATABASES:
         return []  # Databricks and other hosted stores have UIs of their own
     return [
         ("browse", f"mlflow ui --backend-store-uri {shlex.quote(uri)}"),
-        ("open", f"{UI}/{path}"),
+        ("open", f"{UI}/{page}"),
     ]
 
 
@@ -58,7 +69,7 @@ def run_lines(run_id: str, status: str, data: DataConfig, model_logged: bool) ->
     """The last lines of a run that ended `status` (FINISHED, FAILED or KILLED)."""
     experiment, experiment_id = experiment_of(run_id)
     lines = [("run", f"{run_id}  {status}  (experiment {experiment}, store {store()})")]
-    lines += where_to_look(experiment_id, run_id)
+    lines += where_to_look(run_page(experiment_id, run_id))
     if status == "FINISHED" and model_logged:
         sequence = ",".join(map(str, example_sequence(data)))
         lines.append(("predict", f"python -m echo.predict run_id={run_id} 'sequence=[{sequence}]'"))
@@ -75,7 +86,10 @@ def sweep_lines(
     failures: list[str],
 ) -> list[str]:
     """The last lines of a sweep: `best` is report.best_run's choice, `best_command` the
-    command that reruns it alone (its `echo.command` tag), `failures` one line per failed job."""
+    command that reruns it alone (its `echo.command` tag), `failures` one line per failed job.
+    Its URL opens the sweep's jobs in the runs table (the view tracking.finish_sweep saved)."""
+    from echo import tracking
+
     experiment, experiment_id = experiment_of(parent_run_id)
     status = "FAILED" if failed else "FINISHED"
     lines = [("sweep", f"{parent_run_id}  {status}  (experiment {experiment}, store {store()})")]
@@ -88,7 +102,7 @@ def sweep_lines(
         if best_command:
             lines.append(("rerun", best_command))
     lines += [("failed", failure) for failure in failures]
-    lines += where_to_look(experiment_id, parent_run_id)
+    lines += where_to_look(view_page(experiment_id, tracking.sweep_view_id(parent_run_id)))
     lines.append(("report", f"python -m echo.report sweep={parent_run_id}"))
     return aligned(lines)
 

@@ -54,9 +54,24 @@ LEGACY_CHECKPOINT = "checkpoint"  # where runs logged before periodic checkpoint
 # A sweep job that failed, as one tag per job on the sweep's parent run: the jobs' channel
 # back to the sweep, whichever launcher ran them and whether or not they made a run.
 FAILED_JOB_TAG = "echo.failed_job."
-# MLflow 3's mark of a model-training experiment, as opposed to a GenAI one. (The 3.17 UI still
-# opens on its GenAI / Model training switch; ?workflowType=machine_learning in the URL sets it.)
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+# An echo experiment's own tags. `mlflow.experimentKind` is MLflow 3's mark of a model-training
+# experiment, as opposed to a GenAI one; the 3.17 UI does not read it to choose its view (its
+# GenAI / Model training switch does, kept per browser; ?workflowType=machine_learning in the
+# URL sets it). The primary metric is the one the UI's chart view plots against the params.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.experiment.primaryMetric.name": "val_exact",
+}
+# The MLflow UI keeps an experiment's saved views of its runs table in experiment tags with this
+# prefix, each a JSON envelope (name, createdAt, state); ?viewStateShareKey=ID in the URL opens
+# view ID, and its Views menu lists them. echo saves one of all its runs, and one per sweep.
+VIEW_TAG = "mlflow.sharedViewState."
+RUNS_VIEW = "echo-runs"
+# The view's columns: the scores runs are chosen and reported by (a sweep's parent logs
+# best_val_exact), and the knobs of the tutorial that sweeps vary most.
+VIEW_METRICS = ("val_exact", "eval_exact")
+VIEW_PARAMS = ("model.kind", "model.units", "trainer.batch_size", "data.n_out")
+RUN_NAME_COLUMN = "attributes.`Run Name`"  # the UI's name for it
 
 
 def client() -> MlflowClient:
@@ -91,10 +106,49 @@ def _open_in_turn(uri: str) -> MlflowClient:
 
 
 def ensure_experiment(store: MlflowClient, name: str) -> str:
+    """The experiment `name`, made if new; one made by an older echo gets the tags it lacks."""
     found = store.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    return store.create_experiment(name, tags=EXPERIMENT_TAGS)
+    if found is None:
+        experiment_id = store.create_experiment(name, tags=EXPERIMENT_TAGS)
+    else:
+        experiment_id = found.experiment_id
+        for key, value in EXPERIMENT_TAGS.items():
+            if key not in found.tags:
+                store.set_experiment_tag(experiment_id, key, value)
+    if found is None or VIEW_TAG + RUNS_VIEW not in found.tags:
+        metrics = (*VIEW_METRICS, "best_val_exact")
+        save_runs_view(store, experiment_id, RUNS_VIEW, "echo runs", VIEW_PARAMS, metrics)
+    return experiment_id
+
+
+def save_runs_view(
+    store: MlflowClient,
+    experiment_id: str,
+    view_id: str,
+    name: str,
+    params: tuple[str, ...],
+    metrics: tuple[str, ...],
+    search: str = "",
+    order_by: Optional[str] = None,
+    charts: str = "",
+) -> None:
+    """Save (or replace) a view of an experiment's runs table in the MLflow UI: these columns,
+    the runs `search` finds, best first by metric `order_by` (None: newest first, the order in
+    which the UI nests a sweep's jobs under their parent); its chart view shows the charts
+    whose names contain `charts`."""
+    columns = [f"params.`{key}`" for key in params] + [f"metrics.`{key}`" for key in metrics]
+    state = {
+        "selectedColumns": columns,
+        "columnOrder": [RUN_NAME_COLUMN, *columns],
+        "columnWidths": {RUN_NAME_COLUMN: 260},  # room for the names of a sweep's jobs
+        "searchFilter": search,
+        **({"chartsSearchFilter": charts} if charts else {}),
+    }
+    if order_by:
+        state |= {"orderByKey": f"metrics.`{order_by}`", "orderByAsc": False}
+    now = int(time.time() * 1000)
+    envelope = {"name": name, "createdAt": now, "updatedAt": now, "state": json.dumps(state)}
+    store.set_experiment_tag(experiment_id, VIEW_TAG + view_id, json.dumps(envelope))
 
 
 def prepare(experiments: set[str], vanished_after: float) -> None:
@@ -273,8 +327,31 @@ def finish_sweep(
         store.log_figure(parent_run_id, chart, f"{best['metric']}_by_sweep.png")
     if failure:
         store.set_tag(parent_run_id, FAILURE_TAG, failure[:5000])
+    _save_sweep_view(store, parent_run_id, results)
     status = RunStatus.FAILED if failure else RunStatus.FINISHED
     store.set_terminated(parent_run_id, RunStatus.to_string(status))
+
+
+def _save_sweep_view(store: MlflowClient, parent_run_id: str, results: pd.DataFrame) -> None:
+    """The sweep's view in the MLflow UI, opened by `sweep_view_id`: its jobs, best first, with
+    the params its results table shows (the swept ones) and the scores as columns, and the
+    charts of the exact-match scores."""
+    parent = store.get_run(parent_run_id)
+    experiment_id = parent.info.experiment_id
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    jobs = store.search_runs([experiment_id], query, max_results=1)
+    logged = set(jobs[0].data.params) if jobs else set()
+    swept = tuple(column for column in results.columns if column in logged)
+    name = parent.info.run_name or parent_run_id
+    view = sweep_view_id(parent_run_id)
+    save_runs_view(
+        store, experiment_id, view, name, swept, VIEW_METRICS, query, "val_exact", "_exact"
+    )
+
+
+def sweep_view_id(parent_run_id: str) -> str:
+    """The id of a sweep's saved view in the MLflow UI (`?viewStateShareKey=`)."""
+    return parent_run_id
 
 
 def find_sweep(experiment: str, sweep_dir: str) -> Optional[str]:

@@ -29,6 +29,11 @@ URL = re.compile(
     r"^open     http://127\.0\.0\.1:5000/#/experiments/(\w+)/runs/(\w+)"
     r"\?workflowType=machine_learning$"
 )
+# A sweep's: its jobs in the runs table, as the view echo saved for the sweep shows them.
+SWEEP_URL = re.compile(
+    r"^open     http://127\.0\.0\.1:5000/#/experiments/(\w+)/runs"
+    r"\?workflowType=machine_learning&viewStateShareKey=(\w+)$"
+)
 
 
 def only_run(uri: str, experiment: str = "echo"):
@@ -157,7 +162,7 @@ def test_parallel_jobs_draw_no_bars_and_the_sweep_ends_naming_parent_and_best(tm
     )
     assert rerun == f"rerun    {best.data.tags['echo.command']}"
     assert f"model.units={best.data.params['model.units']}" in rerun
-    assert URL.match(url).groups() == (parent.info.experiment_id, parent_id)
+    assert SWEEP_URL.match(url).groups() == (parent.info.experiment_id, parent_id)
     assert report == f"report   python -m echo.report sweep={parent_id}"
     reported = subprocess.run(
         as_argv(report.split(None, 1)[1]), cwd=tmp_path, capture_output=True, text=True

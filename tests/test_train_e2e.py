@@ -147,3 +147,45 @@ def test_multirun_logs_every_job(tmp_path):
     assert len(table["data"]) == 4 and {"model.units", "data.n_out", "eval_exact", "status"} <= set(
         table["columns"]
     )
+
+    # The MLflow UI's saved view of the sweep, which the sweep's URL opens: its jobs, best first,
+    # the swept params and the scores as columns.
+    experiment = client.get_experiment_by_name("echo")
+    view = saved_view(experiment.tags, parent.info.run_id)
+    assert view["name"] == parent.info.run_name
+    assert view["state"]["selectedColumns"] == [
+        "params.`model.units`",
+        "params.`data.n_out`",
+        "metrics.`val_exact`",
+        "metrics.`eval_exact`",
+    ]
+    assert (view["state"]["orderByKey"], view["state"]["orderByAsc"]) == (
+        "metrics.`val_exact`",
+        False,
+    )
+    found = client.search_runs([experiment.experiment_id], view["state"]["searchFilter"])
+    assert {r.info.run_id for r in found} == {r.info.run_id for r in jobs}
+    assert "open " in result.stdout and f"viewStateShareKey={parent.info.run_id}" in result.stdout
+
+
+def saved_view(tags: dict[str, str], view_id: str) -> dict:
+    """An experiment's saved view of its runs table, as the MLflow UI reads it: an envelope
+    whose state is itself JSON."""
+    envelope = json.loads(tags[f"mlflow.sharedViewState.{view_id}"])
+    assert isinstance(envelope["createdAt"], int)
+    return {**envelope, "state": json.loads(envelope["state"])}
+
+
+def test_an_experiment_opens_in_the_ui_on_its_runs_and_scores(tracking_uri):
+    # One made by an older echo, without the tags: the next run gives them.
+    MlflowClient(tracking_uri).create_experiment("echo")
+    echo_train.train(compose_config([*TINY, "mlflow.log_model=false"]))
+    tags = MlflowClient(tracking_uri).get_experiment_by_name("echo").tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.experiment.primaryMetric.name"] == "val_exact"
+    view = saved_view(tags, "echo-runs")
+    assert view["name"] == "echo runs"
+    columns = view["state"]["selectedColumns"]
+    assert {"metrics.`val_exact`", "metrics.`eval_exact`", "params.`model.units`"} <= set(columns)
+    # Newest first and unfiltered: the order in which the UI nests a sweep's jobs under it.
+    assert view["state"]["searchFilter"] == "" and "orderByKey" not in view["state"]
