@@ -330,9 +330,10 @@ def tutorial(runs: Runs) -> None:
 
 def run_study(request: CapacityConfig) -> str:
     """Every stage under one parent run (a new one, or the one resumed); returns its id."""
-    from echo import tracking
+    from echo import quiet, tracking
     from echo.capacity_results import collect, settings
 
+    quiet.start_tensorflow()  # as echo.train does: without its notices on a machine without a GPU
     if request.resume:
         tracking.check_resumable_sweep(request.resume, 600)
         parent, earlier = tracking.reopen_sweep(request.resume), collect(request.resume)
