@@ -147,7 +147,7 @@ def fit(job: Job):
     from echo.stopping import StopRequests
     from echo.trainer import Diverged
 
-    cfg, run = job.cfg, job.run
+    run = job.run
     validation = job.validation
 
     loss_through, val_through = job.logged_through
