@@ -679,6 +679,22 @@ def question_table(s: Stats, question: Question) -> str:
     return "\n".join(rows)
 
 
+# What the document's scores, cells and verdicts mean: its preamble's last points.
+HOW_READ = (
+    "- Held-out scores come from fresh sequences no run trained on: `eval_acc` counts echoed "
+    "values, `eval_exact` whole windows; `val_exact` is the same on the validation "
+    "sequences that training checked. Tables give mean ± standard deviation over the "
+    "seeds; `epochs_to_target` is the sequences trained until the fraction "
+    "`trainer.target_exact` of validation windows was echoed exactly: *no target* where "
+    "the preset sets none, *target missed* where no seed met it.",
+    "- Comparisons (better, worse, about the same) are judged on validation; test scores "
+    "are reported. Two presets differ when their means lie more than "
+    f"{DIFFERENT_BEYOND:g} standard errors of the difference apart, the error taken from "
+    "the spread over seeds and, for scores, never less than the binomial error of the "
+    "windows scored. A sentence the runs contradict is left out.",
+)
+
+
 def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig) -> Path:
     from echo import figures, tracking
 
@@ -703,17 +719,7 @@ def write_document(runs: pd.DataFrame, parent_run_id: str, request: StudyConfig)
         f"{', '.join(str(int(x)) for x in sorted(runs['seed'].unique()))}, one after another in "
         "one process "
         f"(MLflow experiment `{experiment}`, sweep run `{parent_run_id}`).",
-        "- Held-out scores come from fresh sequences no run trained on: `eval_acc` counts echoed "
-        "values, `eval_exact` whole windows; `val_exact` is the same on the validation "
-        "sequences that training checked. Tables give mean ± standard deviation over the "
-        "seeds; `epochs_to_target` is the sequences trained until the fraction "
-        "`trainer.target_exact` of validation windows was echoed exactly: *no target* where "
-        "the preset sets none, *target missed* where no seed met it.",
-        "- Comparisons (better, worse, about the same) are judged on validation; test scores "
-        "are reported. Two presets differ when their means lie more than "
-        f"{DIFFERENT_BEYOND:g} standard errors of the difference apart, the error taken from "
-        "the spread over seeds and, for scores, never less than the binomial error of the "
-        "windows scored. A sentence the runs contradict is left out.",
+        *HOW_READ,
         "- `train_seconds` is wall time on a shared machine: compare it within a table, not "
         "across machines.",
     ]
