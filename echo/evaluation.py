@@ -93,6 +93,12 @@ def has_echo(expected: np.ndarray) -> np.ndarray:
     return (expected != PAD).any(axis=-1)
 
 
+def full_windows(X: np.ndarray) -> np.ndarray:
+    """Which windows of X [..., n_in] hold no PAD: the windows the tutorial's framing keeps,
+    on which a padded run can be scored like an unpadded one."""
+    return (X != PAD).all(axis=-1)
+
+
 def score(expected: np.ndarray, echoed: np.ndarray) -> Scores:
     """Scores of echoes [..., n_out] against what they should be. Positions whose expected
     value is PAD (padded windows) are not scored, nor windows with nothing to echo."""

@@ -40,6 +40,7 @@ class Job:
     streams: dict  # the seeded random streams, by name (echo.data.STREAMS)
     start_epoch: int  # 0, or where a checkpoint left off
     output_dir: Path
+    validation: Any = None  # the validation windows (X, y), drawn once for the whole run
     seconds_before: float = 0.0  # training the checkpoint resumed from took
     # The last steps logged of the loss and val_exact curves: a run resumed from a periodic
     # checkpoint trains again through epochs it may have logged before it was killed.
@@ -112,7 +113,9 @@ def prepare(cfg: EchoConfig, run, output_dir: Path) -> Job:
     tf.config.experimental.enable_op_determinism()
     model = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     trainer = Trainer(model, readout_for(cfg.model, cfg.data), cfg.data, cfg.trainer)
-    job = Job(cfg, run, model, trainer, data.streams(cfg.trainer.seed), 0, output_dir)
+    streams = data.streams(cfg.trainer.seed)
+    validation = data.sample_windows(streams["validation"], cfg.trainer.eval_sequences, cfg.data)
+    job = Job(cfg, run, model, trainer, streams, 0, output_dir, validation)
     if cfg.trainer.resume:
         checkpoint = tracking.download_checkpoint(cfg.trainer.resume)
         job.streams["train"], job.start_epoch, job.seconds_before = trainer.load_checkpoint(
@@ -141,14 +144,11 @@ def fit(job: Job):
     A stop request saves a checkpoint and raises Interrupted."""
     import pandas as pd
 
-    from echo import data
     from echo.stopping import StopRequests
     from echo.trainer import Diverged
 
-    cfg, run = job.cfg, job.run
-    validation = data.sample_windows(
-        job.streams["validation"], cfg.trainer.eval_sequences, cfg.data
-    )
+    run = job.run
+    validation = job.validation
 
     loss_through, val_through = job.logged_through
 
@@ -207,6 +207,8 @@ def score_and_record(job: Job, result) -> dict[str, float]:
     }
     if result.epochs_to_target is not None:
         metrics["epochs_to_target"] = float(result.epochs_to_target)
+    if cfg.data.pad_incomplete:
+        metrics.update(full_window_scores(job, X_test, y_test, echoed))
     run.log_metrics(metrics)
     # Logged as the last points of their curves already.
     metrics.update(val_acc=result.validation.eval_acc, val_exact=result.validation.eval_exact)
@@ -234,6 +236,23 @@ def score_and_record(job: Job, result) -> dict[str, float]:
         run.log_model(job.model, X_test.reshape(-1, cfg.data.n_in)[: cfg.trainer.batch_size])
         run.log_echo_model(job.model, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     return metrics
+
+
+def full_window_scores(job: Job, X_test, y_test, echoed_test) -> dict[str, float]:
+    """A padded run's scores on its full windows only, of validation and test: the windows an
+    unpadded run of the same data is scored on, so that the two compare on equal terms."""
+    from echo.evaluation import full_windows, score
+
+    X_val, y_val = job.validation
+    echoed_val = job.trainer.predictor(X_val)
+    val = score(y_val[full_windows(X_val)], echoed_val[full_windows(X_val)])
+    test = score(y_test[full_windows(X_test)], echoed_test[full_windows(X_test)])
+    return {
+        "val_full_acc": val.eval_acc,
+        "val_full_exact": val.eval_exact,
+        "eval_full_acc": test.eval_acc,
+        "eval_full_exact": test.eval_exact,
+    }
 
 
 def learning_curves(job: Job, history):

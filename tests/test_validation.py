@@ -82,3 +82,30 @@ def test_a_sweep_picks_its_best_job_by_validation(tmp_path):
     best = max(r.data.metrics["val_exact"] for r in children)
     chosen = client.get_run(parent.data.tags["echo.best_run_id"])
     assert chosen.data.metrics["val_exact"] == best == parent.data.metrics["best_val_exact"]
+
+
+def test_a_padded_run_is_also_scored_on_its_full_windows_alone(tracking_uri, monkeypatch):
+    """A padded run's val_full_* and eval_full_* score the windows an unpadded run of the same
+    data has, the last length - n_in + 1 of each sequence; an unpadded run logs none."""
+    from echo.evaluation import score
+
+    seen = {}
+    real = echo_train.full_window_scores
+
+    def spy(job, X_test, y_test, echoed_test):
+        seen.update(X=X_test, y=y_test, echoed=echoed_test)
+        return real(job, X_test, y_test, echoed_test)
+
+    monkeypatch.setattr(echo_train, "full_window_scores", spy)
+    cfg = compose_config([*TINY, "data.pad_incomplete=true", "trainer.batch_size=4"])
+    metrics = echo_train.train(cfg)
+    _, run = only_run(tracking_uri)
+    dropped = cfg.data.n_in - 1  # the windows the tutorial's framing drops, at each start
+    full = score(seen["y"][:, dropped:], seen["echoed"][:, dropped:])
+    assert run.data.metrics["eval_full_exact"] == metrics["eval_full_exact"] == full.eval_exact
+    assert run.data.metrics["eval_full_acc"] == full.eval_acc
+    assert full.eval_acc != metrics["eval_acc"]  # the padded windows do change the score
+    assert {"val_full_acc", "val_full_exact"} <= set(run.data.metrics)
+
+    unpadded = echo_train.train(compose_config([*TINY, "mlflow.experiment=unpadded"]))
+    assert not any(key.endswith("_full_exact") for key in unpadded)
