@@ -19,6 +19,7 @@ from echo.capacity import (
     STAGE_TAG,
     CapacityConfig,
     choose_setting,
+    compose_job,
     fewest_passing,
     next_run,
     task_of,
@@ -296,11 +297,12 @@ def readme_paragraph(runs, rows, tutorial, request) -> Optional[str]:
     at = at[(at["topology"] == best.topology) & (at["units"] == best.fewest)]
     overrides = task_overrides(request, best.topology, "3of5", int(best.fewest), lr, 1)[:-1]
     command = " ".join([*overrides, f"trainer.batch_size={at['batch_size'].iloc[0]:.0f}"])
-    within = bool(row.reached) and max(row.sequences) <= 5000
+    default = compose_job(["model=encdec", "data.n_out=3"], check_it=False).trainer.epochs
+    within = bool(row.reached) and max(row.sequences) <= default
     return (
-        "`python -m echo.train model=encdec data.n_out=3` trains the tutorial's regime for 5,000 "
-        f"sequences, {'enough for' if within else 'short of'} an exact echo: in the capacity "
-        "study (`python -m echo.capacity`, "
+        "`python -m echo.train model=encdec data.n_out=3` trains the tutorial's regime for "
+        f"{default:,} sequences, {'enough for' if within else 'short of'} an exact echo"
+        f"{score_at(runs, default)}: in the capacity study (`python -m echo.capacity`, "
         f"[experiments/RESULTS.md](experiments/RESULTS.md)) that regime, trained on, {after}. "
         "For a perfect 3-value echo sooner, run\n\n"
         f"```bash\npython -m echo.train {command}\n```\n\n"
@@ -308,6 +310,26 @@ def readme_paragraph(runs, rows, tutorial, request) -> Optional[str]:
         f"{'all ' + str(len(best.sequences)) + ' seeds' if len(best.sequences) > 1 else 'its seed'}"
         f": it took {spread(best.sequences)} sequences "
         f"({best.seconds:.1f} s of training on average)."
+    )
+
+
+def score_at(runs: pd.DataFrame, sequences: int) -> str:
+    """ ", echoing N% of validation windows exactly after it" for the study's tutorial run of
+    3 of 5 (its first seed), from the val_exact it logged by then; "" without such a point."""
+    from echo import tracking
+
+    mine = runs[(runs["stage"] == "tutorial") & (runs["task"] == "3of5")]
+    if mine.empty:
+        return ""
+    curve = tracking.curves(mine.sort_values("seed")["run_id"].iloc[0], ("val_exact",))
+    # A point's step is the index of the sequence it was logged after, from 0.
+    by_then = curve[curve["epoch"] < sequences] if "val_exact" in curve else curve.iloc[:0]
+    if by_then.empty:
+        return ""
+    point = by_then.iloc[-1]
+    return (
+        f" (the study's run echoed {point['val_exact']:.1%} of validation windows exactly after "
+        f"{point['epoch'] + 1:,.0f} sequences)"
     )
 
 
