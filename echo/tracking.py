@@ -50,6 +50,8 @@ VANISHED_TAG = "echo.vanished"
 # The artifact folder of a run's newest complete checkpoint, and the epochs it holds.
 CHECKPOINT_TAG = "echo.checkpoint"
 CHECKPOINT_EPOCH_TAG = "echo.checkpoint_epoch"
+# A run a search stopped at a validation, its scores partial: it ends FINISHED all the same.
+PRUNED_TAG = "echo.pruned"
 LEGACY_CHECKPOINT = "checkpoint"  # where runs logged before periodic checkpoints kept theirs
 # A sweep job that failed, as one tag per job on the sweep's parent run: the jobs' channel
 # back to the sweep, whichever launcher ran them and whether or not they made a run.
@@ -291,6 +293,21 @@ def sweep_job(parent_run_id: str, tag: str, value: str) -> Optional[Run]:
         [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
     )
     return found[0] if found else None
+
+
+def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    """Set tags on a run that is not this process's active one (a sweep's parent)."""
+    client().log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+
+
+def log_table(run_id: str, table: pd.DataFrame, file: str) -> None:
+    """A table as an artifact of a run that is not this process's active one, shown by the UI."""
+    client().log_table(run_id, table, file)
+
+
+def run_tags(run_id: str, given: str) -> dict[str, str]:
+    """A run's tags; UnknownRun naming `given`, what the user typed, if there is no such run."""
+    return _run(client(), run_id, given).data.tags
 
 
 def record_failed_job(parent_run_id: str, job_number: int, why: str) -> None:
@@ -693,6 +710,8 @@ def start_run(
         run = mlflow.start_run(run_id=resume_run_id)
         for tag in {VANISHED_TAG, FAILURE_TAG} & set(run.data.tags):  # it runs again
             store.delete_tag(resume_run_id, tag)
+        if tags:  # what this attempt is (a search's trial that took the run over)
+            mlflow.set_tags(tags)
     else:
         experiment_id = ensure_experiment(store, experiment)
         mark_vanished([experiment_id], vanished_after)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import TINY, compose_config, free_port, run_cli, start_training
+from conftest import TINY, free_port, run_cli, start_training
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
@@ -272,52 +272,6 @@ def test_ray_sweep_on_the_default_store_lands_where_it_was_launched(ray_head, tm
     assert len(list(tmp_path.glob("multirun/*/*/[01]/train.log"))) == 2
 
 
-def test_optuna_search_preset_runs_trials_as_one_sweep(tmp_path):
-    """experiments/search_encdec.yaml, shrunk: 3 trials drawn by Optuna (units from the command
-    line, batch size and learning rate from the preset's space), in memory."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tiny = [o for o in TINY if not o.startswith(("model.units=", "trainer.batch_size="))]
-    args = [
-        "-m",
-        "experiment=search_encdec",
-        *tiny,
-        "model.units=choice(4,8)",
-        "hydra.sweeper.n_trials=3",
-        "mlflow.log_model=false",
-    ]
-    result = run_cli(args, tmp_path, uri)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(uri)
-    parent, children = sweep_tree(client)
-    assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
-    drawn = [r.data.params for r in children]
-    assert {p["trainer.batch_size"] for p in drawn} <= {"42", "84", "168"} and {
-        p["model.units"] for p in drawn
-    } <= {"4", "8"}
-    assert all(0.003 <= float(p["trainer.learning_rate"]) <= 0.1 for p in drawn)
-    assert len({p["trainer.learning_rate"] for p in drawn}) == 3  # each trial drew its own
-    for run in children:  # named by the values Optuna drew
-        assert set(run.info.run_name.split(",")) == {
-            f"{key}={run.data.params[key]}"
-            for key in ("model.units", "trainer.batch_size", "trainer.learning_rate")
-        }
-    best = max(r.data.metrics["val_exact"] for r in children)  # Optuna maximised validation
-    assert parent.data.metrics["best_val_exact"] == best
-    # Optuna's own summary agrees with the parent run's.
-    (results,) = Path(parent.data.tags["echo.hydra_sweep_dir"]).glob("optimization_results.yaml")
-    assert f"best_value: {best}" in results.read_text()
-
-
-def test_search_preset_composes_as_its_first_trial_would():
-    cfg = compose_config(["experiment=search_encdec"])
-    assert (
-        cfg.model.kind.value,
-        cfg.model.stateful,
-        cfg.trainer.target_exact,
-        cfg.trainer.epochs,
-    ) == ("encdec", False, None, 2400)
-
-
 def postgres_bin() -> Path | None:
     """Where PostgreSQL's server programs are: on PATH, or Debian's versioned folder."""
     found = shutil.which("initdb")
@@ -418,34 +372,6 @@ def test_a_tracking_server_on_postgresql_takes_a_sweep(postgres, tmp_path):
 
     with sqlalchemy.create_engine(postgres).connect() as db:
         assert db.execute(sqlalchemy.text("select count(*) from runs")).scalar() == 3
-
-
-def test_a_drawn_value_that_breaks_a_rule_fails_only_its_trial(tmp_path):
-    """Values Optuna draws from an interval cannot be checked before the sweep, so each job
-    checks its own: a target above 1 fails its trial, in one line, and the others run."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        "-m",
-        "hydra/sweeper=optuna",
-        "hydra.sweeper.sampler.seed=1",
-        "hydra.sweeper.n_trials=4",
-        *TINY,
-        "trainer.target_exact=interval(0.5,1.5)",
-        "mlflow.log_model=false",
-    ]
-    result = run_cli(args, tmp_path, uri)
-    assert result.returncode == 1, result.stderr[-3000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("echo: ") and "must be in (0, 1], or null" in last
-    client = MlflowClient(uri)
-    parent, children = sweep_tree(client)
-    targets = [float(r.data.params["trainer.target_exact"]) for r in children]
-    assert targets and all(t <= 1 for t in targets)  # no run for a refused job
-    assert all(r.info.status == "FINISHED" for r in children)
-    assert (
-        parent.info.status == "FAILED"
-        and "must be in (0, 1], or null" in parent.data.tags["echo.failure"]
-    )
 
 
 @pytest.mark.slow
