@@ -265,23 +265,29 @@ def study_location(settings: DictConfig, resume: Optional[str]) -> tuple[Optiona
 
 
 def open_study(settings: DictConfig, name: str, storage: str, create: bool):
-    """The study, new or as an earlier attempt left it, with the configured sampler and pruner."""
+    """The study, new or as an earlier attempt left it, with the configured sampler and pruner.
+    A seeded sampler resuming a study is seeded past the trials it has (seed + their number):
+    seeded as at the start, it would draw the first attempt's values again."""
     import optuna
     from hydra.utils import instantiate
 
-    sampler = instantiate(settings.sampler) if settings.sampler else None
+    stored = open_storage(storage)
     pruner = instantiate_pruner(settings.pruner)
-    if not create:
-        return optuna.load_study(
-            study_name=name, storage=open_storage(storage), sampler=sampler, pruner=pruner
+    if create:
+        sampler = instantiate(settings.sampler) if settings.sampler else None
+        return optuna.create_study(
+            storage=stored,
+            sampler=sampler,
+            pruner=pruner,
+            study_name=name,
+            directions=directions(settings),
         )
-    return optuna.create_study(
-        storage=open_storage(storage),
-        sampler=sampler,
-        pruner=pruner,
-        study_name=name,
-        directions=directions(settings),
-    )
+    sampler, seed = None, OmegaConf.select(settings, "sampler.seed")
+    if settings.sampler:
+        done = len(optuna.load_study(study_name=name, storage=stored).get_trials(deepcopy=False))
+        shifted = {} if seed is None else {"seed": seed + done}
+        sampler = instantiate(settings.sampler, **shifted)
+    return optuna.load_study(study_name=name, storage=stored, sampler=sampler, pruner=pruner)
 
 
 def directions(settings: DictConfig) -> List[str]:
