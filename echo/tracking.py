@@ -175,7 +175,7 @@ def mark_vanished(experiment_ids: list[str], vanished_after: float) -> list[str]
         return []
     for run in running:
         tags = run.data.tags
-        last = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+        last = _last_beat(run)
         if now - last <= vanished_after:
             continue
         where = f"{tags.get('echo.host', 'an unknown host')}:{tags.get('echo.pid', '?')}"
@@ -265,7 +265,7 @@ def check_resumable_sweep(parent_run_id: str, vanished_after: float) -> None:
     tags = run.data.tags
     if tags.get("echo.role") != "sweep":
         raise BadRequest(f"{given}: that run is not a sweep's parent")
-    age = time.time() - float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+    age = time.time() - _last_beat(run)
     if run.info.status == "RUNNING" and age <= vanished_after:
         where = f"{tags.get('echo.host', '?')}:{tags.get('echo.pid', '?')}"
         raise BadRequest(
@@ -378,16 +378,17 @@ def find_sweep(experiment: str, sweep_dir: str) -> Optional[str]:
 
 
 def sweeps_of_this_process(experiments: set[str], since_ms: int) -> list[Run]:
-    """The sweeps this process started since `since_ms` (ms since the epoch), newest first."""
+    """The sweeps this process ran since `since_ms` (ms since the epoch), started or resumed:
+    a resumed parent keeps its start time, but its heartbeat names this process from then."""
     me = this_process()
-    query = " and ".join(
-        [
-            f"tags.`echo.host` = '{me['echo.host']}'",
-            f"tags.`echo.pid` = '{me['echo.pid']}'",
-            f"attributes.start_time >= {since_ms}",
-        ]
-    )
-    return [run for name in sorted(experiments) for run in _search_sweeps(name, query)]
+    query = f"tags.`echo.host` = '{me['echo.host']}' and tags.`echo.pid` = '{me['echo.pid']}'"
+    found = [run for name in sorted(experiments) for run in _search_sweeps(name, query)]
+    return [run for run in found if 1000 * _last_beat(run) >= since_ms]
+
+
+def _last_beat(run: Run) -> float:
+    """When a run's process was last known alive (its start, for runs logged before heartbeats)."""
+    return float(run.data.tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
 
 
 def _search_sweeps(experiment: str, query: str) -> list[Run]:

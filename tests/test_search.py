@@ -157,7 +157,7 @@ def test_a_killed_search_resumed_by_its_parent_finishes_its_trials_once(tmp_path
         "hydra.sweeper.n_trials=6",
         "hydra.sweeper.n_jobs=1",
         "hydra.sweeper.pruner=null",
-        "trainer.epochs=2000",  # seconds a trial: long enough to kill one midway
+        "trainer.epochs=1000",  # seconds a trial: long enough to kill one midway
         "trainer.log_every=10",
         "trainer.checkpoint_every=0.2",
         "mlflow.heartbeat_every=0.3",
@@ -205,7 +205,7 @@ def test_a_killed_search_resumed_by_its_parent_finishes_its_trials_once(tmp_path
     assert rerun.params == trials[3].params and rerun.user_attrs["echo.resumes_trial"] == 3
     assert rerun.user_attrs["mlflow_run_id"] == killed.info.run_id
     assert client.get_run(killed.info.run_id).data.tags["echo.trial_number"] == "4"
-    assert client.get_run(killed.info.run_id).data.metrics["epochs_trained"] == 2000
+    assert client.get_run(killed.info.run_id).data.metrics["epochs_trained"] == 1000
     assert again.data.tags["echo.trials"] == "6 COMPLETE"
 
 
@@ -302,6 +302,21 @@ def test_a_drawn_value_that_breaks_a_rule_fails_only_its_trial(tmp_path):
     )
     states = [t.state for t in stored_study(parent).get_trials()]
     assert states.count(TrialState.FAIL) == 4 - len(runs) and len(states) == 4
+
+    # Resumed with rerun_failed, the failed trials' values run again, as new trials (and fail
+    # again: their target is still above 1); the others are done.
+    resume = [
+        f"hydra.callbacks.echo.resume={parent.info.run_id}",
+        "hydra.callbacks.echo.rerun_failed=true",
+    ]
+    again = run_cli([*args, *resume], tmp_path, uri)
+    assert again.returncode == 1, again.stderr[-3000:]
+    trials = stored_study(parent).get_trials()
+    failed = [t for t in trials[:4] if t.state == TrialState.FAIL]
+    assert len(trials) == 4 + len(failed) and failed
+    for first, rerun in zip(failed, trials[4:], strict=True):
+        assert rerun.user_attrs["echo.resumes_trial"] == first.number
+        assert rerun.params == first.params and rerun.state == TrialState.FAIL
 
 
 def test_search_preset_composes_as_its_first_trial_would():
