@@ -32,7 +32,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
 from echo.errors import BadRequest
-from echo.store import sqlite_path, tracking_uri, without_credentials
+from echo.store import anchored, sqlite_path, tracking_uri, without_credentials
 from echo.sweep import JOB_KEY_ENV, quoted
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ def storage_of(configured: Optional[str]) -> str:
     a journal file beside the sqlite tracking store (in this folder for a tracking server).
     Absolute, for workers that start elsewhere."""
     if configured:
-        return configured if "://" in configured else os.path.abspath(configured)
+        return anchored(configured) if "://" in configured else os.path.abspath(configured)
     database = sqlite_path(tracking_uri())
     folder = os.path.dirname(os.path.abspath(database)) if database else os.getcwd()
     return os.path.join(folder, JOURNAL_FILE)
@@ -397,8 +397,12 @@ def check_storage(settings: DictConfig, resume: Optional[str]) -> None:
 
     name, storage = study_location(settings, resume)
     uri = tracking_uri()
-    database = sqlite_path(storage) or storage
-    if storage == uri or os.path.abspath(database) == os.path.abspath(sqlite_path(uri) or uri):
+    study_file = storage if "://" not in storage else sqlite_path(storage)
+    tracking_file = sqlite_path(uri)
+    same_file = (
+        study_file and tracking_file and Path(study_file).resolve() == Path(tracking_file).resolve()
+    )
+    if storage == uri or same_file:
         raise BadRequest(
             f"hydra.sweeper.storage={without_credentials(storage)}: that is the tracking "
             "store; a study needs a database of its own"

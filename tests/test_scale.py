@@ -441,3 +441,28 @@ def test_a_killed_sweep_resumed_by_its_parent_finishes_every_job_once(tmp_path):
         Path(client.download_artifacts(parent.info.run_id, "results.json")).read_text()
     )
     assert len(table["data"]) == 6
+
+
+def test_a_sweep_on_joblib_resumed_by_its_parent_keeps_its_finished_jobs(tmp_path):
+    """Resuming reaches joblib's workers too (through each job's env_set): rerun with its parent
+    and one value more, the sweep keeps its 2 finished jobs in their runs and runs the third."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    joblib = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        "mlflow.log_model=false",
+    ]
+    first = run_cli([*joblib, "model.units=4,6"], tmp_path, uri)
+    assert first.returncode == 0, first.stderr[-3000:]
+    client = MlflowClient(uri)
+    parent, before = sweep_tree(client)
+    resume = f"hydra.callbacks.echo.resume={parent.info.run_id}"
+    resumed = run_cli([*joblib, "model.units=4,6,8", resume], tmp_path, uri)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (resumed.stdout + resumed.stderr).count("ended FINISHED before") == 2
+    again, children = sweep_tree(client)
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    assert {r.info.run_id for r in before} < {r.info.run_id for r in children}
+    assert sorted(r.data.params["model.units"] for r in children) == ["4", "6", "8"]
