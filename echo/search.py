@@ -360,8 +360,11 @@ def record_outcome(study, parent_run_id: str, objectives: List[str]) -> None:
     log.info("study %s: trials %s", study.study_name, tags["echo.trials"])
 
 
-def check(settings: DictConfig, overrides: List[str], resume: Optional[str]) -> None:
-    """Refuse, before any run starts, a search that cannot work: in one line, naming the key."""
+def check(
+    settings: DictConfig, overrides: List[str], resume: Optional[str], cluster: bool = False
+) -> None:
+    """Refuse, before any run starts, a search that cannot work: in one line, naming the key.
+    `cluster`: the launcher's jobs may run on other machines (Ray with an address)."""
     from echo.report import METRICS
 
     objectives, wanted = list(settings.objectives), directions(settings)
@@ -387,6 +390,11 @@ def check(settings: DictConfig, overrides: List[str], resume: Optional[str]) -> 
         if settings[key] < 1:
             raise BadRequest(f"hydra.sweeper.{key}={settings[key]}: at least 1")
     search_space(settings.params, overrides)
+    if cluster and "://" not in storage_of(settings.storage):
+        raise BadRequest(
+            f"hydra.sweeper.storage={settings.storage or 'null'}: a cluster's jobs cannot reach "
+            "a journal file on this machine; give a database they can reach (postgresql://...)"
+        )
     check_storage(settings, resume)
 
 

@@ -95,7 +95,7 @@ def preflight(args, conf_dir: Path) -> Optional[list[EchoConfig]]:
         if str(launcher_config.sweeper.get("_target_")).endswith(SEARCH_SWEEPER):
             from echo import search
 
-            search.check(launcher_config.sweeper, args.overrides, resume)
+            search.check(launcher_config.sweeper, args.overrides, resume, uses_cluster(launcher))
         # Parallel jobs creating a fresh store at once trip over each other's migrations.
         vanished_after = max(cfg.mlflow.vanished_after for cfg in configs)
         tracking.prepare({cfg.mlflow.experiment for cfg in configs}, vanished_after)
@@ -175,6 +175,11 @@ def uses_local_ray(launcher: DictConfig) -> bool:
         return False
     address = launcher.ray.init.get("address") or os.environ.get("RAY_ADDRESS")
     return not address or address.split(":")[0] in ("127.0.0.1", "localhost")
+
+
+def uses_cluster(launcher: DictConfig) -> bool:
+    """A launcher whose jobs may run on other machines: they cannot reach this one's files."""
+    return launcher.get("_target_") == RAY and not uses_local_ray(launcher)
 
 
 def tracking_environment() -> dict[str, str]:

@@ -263,8 +263,13 @@ def test_a_multi_objective_search_records_its_pareto_front(tmp_path):
             "echo: trainer.learning_rate=shuffle(0.1,0.2): a search reads only the tags log "
             "and int, and no shuffle",
         ),
+        (
+            ["hydra/launcher=ray", "hydra.launcher.ray.init.address=192.0.2.1:6379"],
+            "echo: hydra.sweeper.storage=null: a cluster's jobs cannot reach a journal file on "
+            "this machine; give a database they can reach (postgresql://...)",
+        ),
     ],
-    ids=["test-score", "directions", "mlflow-db", "shuffle"],
+    ids=["test-score", "directions", "mlflow-db", "shuffle", "ray-cluster"],
 )
 def test_a_search_that_cannot_work_is_refused_before_any_run(tmp_path, given, said):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
