@@ -122,10 +122,18 @@ class OptunaSearch(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")  # as Hydra's own sweepers do
         rerun_failed = bool(OmegaConf.select(config, "hydra.callbacks.echo.rerun_failed"))
-        remaining = settings.n_trials - requeue_unfinished(study, rerun_failed)
+        done = requeue_unfinished(study, rerun_failed)
+        self.run_trials(study, space, fixed, settings.n_trials - done)
+        if parent:
+            record_outcome(study, parent, list(settings.objectives))
+
+    def run_trials(self, study, space: dict, fixed: List[str], remaining: int) -> None:
+        """Ask n_jobs trials at a time and launch them as jobs, until `remaining` have run."""
         job = 0
         while remaining > 0:
-            trials = [study.ask(space) for _ in range(min(settings.n_jobs, remaining))]
+            trials = [
+                study.ask(space) for _ in range(min(self.config.hydra.sweeper.n_jobs, remaining))
+            ]
             batch = [job_overrides(trial, fixed) for trial in trials]
             self.launcher.launch(batch, initial_job_idx=job)
             # A job that died, or never opened its trial, left it RUNNING.
@@ -134,8 +142,6 @@ class OptunaSearch(Sweeper):
                 log.warning("trial %d: its job ended without a word; FAIL", number)
                 study.tell(number, state=_state("FAIL"))
             job, remaining = job + len(trials), remaining - len(trials)
-        if parent:
-            record_outcome(study, parent, list(settings.objectives))
 
 
 def _state(name: str):
