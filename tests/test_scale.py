@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -22,8 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import TINY, free_port, run_cli, start_training
-from filelock import FileLock
+from conftest import TINY, free_port, job_states, run_cli, start_sweep_to_kill
 from mlflow.tracking import MlflowClient
 
 from echo.sweep import PARENT_ENV, RAY_LOOPBACK_ENV
@@ -392,33 +390,16 @@ def test_a_killed_sweep_resumed_by_its_parent_finishes_every_job_once(tmp_path):
         "mlflow.heartbeat_every=0.3",
         "mlflow.vanished_after=1",
     ]
-    # Its own process group, as a terminal gives it.
-    process = start_training(sweep, tmp_path, uri, start_new_session=True)
-    seen = []
-    threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True).start()
-    # The sweep may be creating the store: open it in turn, as echo's commands do.
-    with FileLock(f"{tmp_path / 'mlflow.db'}.lock"):
-        client = MlflowClient(uri)
-        client.search_experiments()
-
-    def state() -> list[tuple[str, bool]]:
-        found = client.get_experiment_by_name("echo")
-        runs = client.search_runs([found.experiment_id]) if found else []
-        return sorted(
-            (r.info.status, "echo.checkpoint" in r.data.tags)
-            for r in runs
-            if r.data.tags.get("echo.role") != "sweep"
-        )
-
+    process, seen, client = start_sweep_to_kill(sweep, tmp_path, uri)
     deadline = time.monotonic() + 120
-    while not state():  # the sweep's parent and first job exist
+    while not job_states(client):  # the sweep's parent and first job exist
         assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
         time.sleep(0.05)
     parent, _ = sweep_tree(client)
     refused = run_cli([*sweep, f"hydra.callbacks.echo.resume={parent.info.run_id}"], tmp_path, uri)
     assert refused.returncode == 2 and "that sweep is still running at " in refused.stderr
     # Killed when 2 jobs have finished and the third has saved a checkpoint.
-    while state() != [("FINISHED", True), ("FINISHED", True), ("RUNNING", True)]:
+    while job_states(client) != [("FINISHED", True), ("FINISHED", True), ("RUNNING", True)]:
         assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)

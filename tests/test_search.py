@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TINY, compose_config, run_cli, start_training
-from filelock import FileLock
+from conftest import TINY, compose_config, job_states, run_cli, start_sweep_to_kill
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -163,24 +161,9 @@ def test_a_killed_search_resumed_by_its_parent_finishes_its_trials_once(tmp_path
         "mlflow.heartbeat_every=0.3",
         "mlflow.vanished_after=1",
     ]
-    process = start_training(search, tmp_path, uri, start_new_session=True)
-    seen = []
-    threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True).start()
-    with FileLock(f"{tmp_path / 'mlflow.db'}.lock"):  # the search may be creating the store
-        client = MlflowClient(uri)
-        client.search_experiments()
-
-    def state() -> list[tuple[str, bool]]:
-        found = client.get_experiment_by_name("echo")
-        runs = client.search_runs([found.experiment_id]) if found else []
-        return sorted(
-            (r.info.status, "echo.checkpoint" in r.data.tags)
-            for r in runs
-            if r.data.tags.get("echo.role") != "sweep"
-        )
-
+    process, seen, client = start_sweep_to_kill(search, tmp_path, uri)
     deadline = time.monotonic() + 180
-    while state() != [("FINISHED", True)] * 3 + [("RUNNING", True)]:
+    while job_states(client) != [("FINISHED", True)] * 3 + [("RUNNING", True)]:
         assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
