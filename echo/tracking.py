@@ -305,11 +305,6 @@ def log_table(run_id: str, table: pd.DataFrame, file: str) -> None:
     client().log_table(run_id, table, file)
 
 
-def run_tags(run_id: str, given: str) -> dict[str, str]:
-    """A run's tags; UnknownRun naming `given`, what the user typed, if there is no such run."""
-    return _run(client(), run_id, given).data.tags
-
-
 def record_failed_job(parent_run_id: str, job_number: int, why: str) -> None:
     """Tell a sweep's parent that one of its jobs failed, and why (one line)."""
     client().set_tag(parent_run_id, f"{FAILED_JOB_TAG}{job_number}", why[:5000])
@@ -403,9 +398,10 @@ def _search_sweeps(experiment: str, query: str) -> list[Run]:
     )
 
 
-def run_tags(run_id: str) -> dict[str, str]:
-    """A run's tags; UnknownRun if there is no such run."""
-    return _run(client(), run_id, f"sweep={run_id}").data.tags
+def run_tags(run_id: str, given: Optional[str] = None) -> dict[str, str]:
+    """A run's tags; UnknownRun naming `given`, what the user typed (sweep=RUN_ID unless
+    told), if there is no such run."""
+    return _run(client(), run_id, given or f"sweep={run_id}").data.tags
 
 
 def run_facts(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
