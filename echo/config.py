@@ -132,12 +132,18 @@ class EchoConfig:
 
 
 def register_schema() -> None:
-    """Store the schema in Hydra's ConfigStore, where conf/config.yaml names it: call before
-    composing. A function, not an import side effect, so that the ML core can use these
-    dataclasses without importing Hydra."""
+    """Store the schema in Hydra's ConfigStore, where conf/config.yaml names it, and make echo's
+    sweeper known to Hydra: call before composing. A function, not an import side effect, so
+    that the ML core can use these dataclasses without importing Hydra."""
     from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=EchoConfig)
+    # echo's own sweeper (hydra/sweeper=echo_optuna): importing it stores its config node, and
+    # registering it spares it Hydra's scan of hydra_plugins, which misses editable installs.
+    from hydra_plugins.echo_optuna_sweeper.echo_optuna_sweeper import EchoOptunaSweeper
+
+    Plugins.instance().register(EchoOptunaSweeper)
 
 
 class ConfigError(ValueError):

@@ -22,7 +22,7 @@ PACKAGES = (DISTRIBUTION, "tensorflow", "keras", "mlflow", "hydra-core", "numpy"
 # Why one may be absent.
 ABSENT = {
     DISTRIBUTION: "echo runs from its source tree on the path; pip install -e . installs it",
-    "optuna": "the scale extra installs it, for experiment=search_encdec",
+    "optuna": "the search extra installs it, for hydra/sweeper=echo_optuna",
 }
 
 

@@ -56,9 +56,12 @@ def runs_table(runs: pd.DataFrame, params: Optional[list[str]] = None) -> pd.Dat
     if params is None:
         names = [c.removeprefix("params.") for c in runs.columns if c.startswith("params.")]
         params = [p for p in names if runs[f"params.{p}"].astype(str).nunique() > 1]
-    # A run whose process vanished is FAILED in MLflow; the table says which failure it was.
-    vanished = runs.get("tags.echo.vanished", pd.Series(None, index=runs.index)) == "true"
-    status = runs["status"].where(~vanished, "VANISHED")
+    # A run whose process vanished is FAILED in MLflow, and one a search pruned is FINISHED
+    # with partial scores: the table says which they were, and neither can be chosen.
+    status = runs["status"]
+    for tag, shown in (("vanished", "VANISHED"), ("pruned", "PRUNED")):
+        marked = runs.get(f"tags.echo.{tag}", pd.Series(None, index=runs.index)) == "true"
+        status = status.where(~marked, shown)
     table = pd.DataFrame(
         {"run_name": runs.get("tags.mlflow.runName"), "status": status}, index=runs.index
     )

@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 PARENT_ENV = "ECHO_SWEEP_PARENT"  # a job's parent run id
 SWEPT_KEYS_ENV = "ECHO_SWEPT_KEYS"  # the keys the sweep varies, comma-separated
 RESUMING_ENV = "ECHO_SWEEP_RESUMING"  # "1": the parent ran before; "rerun_failed": and more
-# How a job of a sweep is known across attempts: its own overrides, sorted.
+# How a job of a sweep is known across attempts: a digest of its own overrides, sorted, or
+# the name its sweeper gives it (a search names its trials: two may draw the same values).
 JOB_TAG = "echo.sweep_job"
+JOB_KEY_ENV = "ECHO_SWEEP_JOB"
 ONLY_SHOWS = (
     "help",
     "hydra_help",
@@ -55,6 +57,7 @@ JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 # process, so each has the terminal to itself.
 BASIC = "BasicLauncher"
 RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+SEARCH_SWEEPER = "EchoOptunaSweeper"  # echo's Optuna search, hydra/sweeper=echo_optuna
 
 
 def preflight(args, conf_dir: Path) -> Optional[list[EchoConfig]]:
@@ -89,6 +92,10 @@ def preflight(args, conf_dir: Path) -> Optional[list[EchoConfig]]:
         resume = OmegaConf.select(launcher_config, "callbacks.echo.resume")
         if resume:
             tracking.check_resumable_sweep(resume, configs[0].mlflow.vanished_after)
+        if str(launcher_config.sweeper.get("_target_")).endswith(SEARCH_SWEEPER):
+            from echo import search
+
+            search.check(launcher_config.sweeper, args.overrides, resume, uses_cluster(launcher))
         # Parallel jobs creating a fresh store at once trip over each other's migrations.
         vanished_after = max(cfg.mlflow.vanished_after for cfg in configs)
         tracking.prepare({cfg.mlflow.experiment for cfg in configs}, vanished_after)
@@ -168,6 +175,11 @@ def uses_local_ray(launcher: DictConfig) -> bool:
         return False
     address = launcher.ray.init.get("address") or os.environ.get("RAY_ADDRESS")
     return not address or address.split(":")[0] in ("127.0.0.1", "localhost")
+
+
+def uses_cluster(launcher: DictConfig) -> bool:
+    """A launcher whose jobs may run on other machines: they cannot reach this one's files."""
+    return launcher.get("_target_") == RAY and not uses_local_ray(launcher)
 
 
 def tracking_environment() -> dict[str, str]:
@@ -265,7 +277,10 @@ def job_tags(task_overrides: list[str], echo_cfg: EchoConfig) -> dict[str, str]:
 
 
 def job_key(task_overrides: list[str]) -> str:
-    """A digest of the job's overrides: quotes in a value cannot break a search for it."""
+    """The name its sweeper gave the job, or a digest of its overrides: quotes in a value cannot
+    break a search for it."""
+    if os.environ.get(JOB_KEY_ENV):
+        return os.environ[JOB_KEY_ENV]
     return hashlib.sha1(",".join(sorted(task_overrides)).encode()).hexdigest()[:20]
 
 
@@ -294,31 +309,30 @@ def earlier_attempt(task_overrides: list[str]) -> tuple[Optional[object], bool]:
 def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optional[float]:
     """One job of a sweep. One failed job must not stop the others: it tells the parent why it
     failed and gives sweepers no objective. That includes a config error, since a sweeper that
-    draws values (Optuna) is checked per job."""
-    from echo import progress, train
+    draws values (Optuna) is checked per job. A job of echo's search also tells its trial, at
+    each validation and at the end (echo.search.TrialLink)."""
+    from echo import progress, search, train
     from echo.report import CHOOSE_BY
 
     task = list(hydra_cfg.overrides.task)
     # Bars for jobs run one after another; lines for parallel ones, which share the terminal.
     launcher = str(hydra_cfg.launcher.get("_target_", ""))
     shown = progress.display(parallel=launcher.rpartition(".")[2] != BASIC)
+    trial = None
     try:
+        trial = search.TrialLink.of_this_job(hydra_cfg.sweeper)
         echo_cfg, config_yaml = train.job_config(cfg)
         earlier, keep = earlier_attempt(task)
         if keep:
-            log.info(
-                "job #%s ended %s before, as run %s: kept",
-                hydra_cfg.job.num,
-                earlier.info.status,
-                earlier.info.run_id,
-            )
-            if earlier.info.status == "FAILED":
-                raise RunFailed(earlier.data.tags.get("echo.failure", "it failed before"))
-            return earlier.data.metrics.get(CHOOSE_BY)
+            return kept(earlier, hydra_cfg.job.num, trial)
         if earlier is not None:  # killed or vanished: it goes on from its newest checkpoint
             echo_cfg.trainer.resume = earlier.info.run_id
             echo_cfg, config_yaml = train.resumed_config(echo_cfg)
-        metrics = train.train(echo_cfg, config_yaml, output_dir, job_tags(task, echo_cfg), shown)
+        tags = {**job_tags(task, echo_cfg), **(trial.tags() if trial else {})}
+        prune = trial.validated if trial else None
+        metrics = train.train(echo_cfg, config_yaml, output_dir, tags, shown, prune)
+        if trial is not None:
+            trial.ran(metrics.run_id, metrics)
         return metrics[CHOOSE_BY]
     except Interrupted as err:
         exit_with(err)  # the user stopped the sweep, not one job
@@ -334,9 +348,26 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
 
             number = hydra_cfg.job.num
             tracking.record_failed_job(parent, number, f"#{number} {','.join(task)}: {reason}")
-        # No objective: the Optuna sweeper records the trial as FAILED (a NaN it would take as
-        # a value and then fail on), and the basic sweeper ignores what jobs return.
+        if trial is not None:
+            trial.failed(getattr(err, "run_id", None))
+        # No objective: Hydra's basic sweeper ignores what jobs return, and echo's search
+        # hears of the failure from the trial.
         return None
+
+
+def kept(earlier, number: int, trial) -> Optional[float]:
+    """The objective of a job that ended before, in a resumed sweep; RunFailed if it failed."""
+    from echo import tracking
+    from echo.report import CHOOSE_BY
+
+    status, run_id = earlier.info.status, earlier.info.run_id
+    log.info("job #%s ended %s before, as run %s: kept", number, status, run_id)
+    if status == "FAILED":
+        raise RunFailed(earlier.data.tags.get("echo.failure", "it failed before"))
+    if trial is not None:
+        pruned = earlier.data.tags.get(tracking.PRUNED_TAG) == "true"
+        trial.ran(run_id, earlier.data.metrics, pruned)
+    return earlier.data.metrics.get(CHOOSE_BY)
 
 
 def summarise(parent_run_id: str, keys: list[str]) -> None:
@@ -354,7 +385,7 @@ def summarise(parent_run_id: str, keys: list[str]) -> None:
     if best is not None:
         chart = figures.sweep_chart(report.finished(table), keys, report.CHOOSE_BY)
     failures = tracking.failed_jobs(parent_run_id)
-    unfinished = int((table["status"] != "FINISHED").sum()) if len(runs) else 0
+    unfinished = int((~table["status"].isin(["FINISHED", "PRUNED"])).sum()) if len(runs) else 0
     if unfinished and not failures:
         failures = [f"{unfinished} job(s) did not finish"]
     tracking.finish_sweep(parent_run_id, table, best, chart, "; ".join(failures) or None)

@@ -50,6 +50,8 @@ VANISHED_TAG = "echo.vanished"
 # The artifact folder of a run's newest complete checkpoint, and the epochs it holds.
 CHECKPOINT_TAG = "echo.checkpoint"
 CHECKPOINT_EPOCH_TAG = "echo.checkpoint_epoch"
+# A run a search stopped at a validation, its scores partial: it ends FINISHED all the same.
+PRUNED_TAG = "echo.pruned"
 LEGACY_CHECKPOINT = "checkpoint"  # where runs logged before periodic checkpoints kept theirs
 # A sweep job that failed, as one tag per job on the sweep's parent run: the jobs' channel
 # back to the sweep, whichever launcher ran them and whether or not they made a run.
@@ -173,7 +175,7 @@ def mark_vanished(experiment_ids: list[str], vanished_after: float) -> list[str]
         return []
     for run in running:
         tags = run.data.tags
-        last = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+        last = _last_beat(run)
         if now - last <= vanished_after:
             continue
         where = f"{tags.get('echo.host', 'an unknown host')}:{tags.get('echo.pid', '?')}"
@@ -263,7 +265,7 @@ def check_resumable_sweep(parent_run_id: str, vanished_after: float) -> None:
     tags = run.data.tags
     if tags.get("echo.role") != "sweep":
         raise BadRequest(f"{given}: that run is not a sweep's parent")
-    age = time.time() - float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+    age = time.time() - _last_beat(run)
     if run.info.status == "RUNNING" and age <= vanished_after:
         where = f"{tags.get('echo.host', '?')}:{tags.get('echo.pid', '?')}"
         raise BadRequest(
@@ -291,6 +293,16 @@ def sweep_job(parent_run_id: str, tag: str, value: str) -> Optional[Run]:
         [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
     )
     return found[0] if found else None
+
+
+def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    """Set tags on a run that is not this process's active one (a sweep's parent)."""
+    client().log_batch(run_id, tags=[RunTag(k, v[:5000]) for k, v in tags.items()])
+
+
+def log_table(run_id: str, table: pd.DataFrame, file: str) -> None:
+    """A table as an artifact of a run that is not this process's active one, shown by the UI."""
+    client().log_table(run_id, table, file)
 
 
 def record_failed_job(parent_run_id: str, job_number: int, why: str) -> None:
@@ -361,16 +373,17 @@ def find_sweep(experiment: str, sweep_dir: str) -> Optional[str]:
 
 
 def sweeps_of_this_process(experiments: set[str], since_ms: int) -> list[Run]:
-    """The sweeps this process started since `since_ms` (ms since the epoch), newest first."""
+    """The sweeps this process ran since `since_ms` (ms since the epoch), started or resumed:
+    a resumed parent keeps its start time, but its heartbeat names this process from then."""
     me = this_process()
-    query = " and ".join(
-        [
-            f"tags.`echo.host` = '{me['echo.host']}'",
-            f"tags.`echo.pid` = '{me['echo.pid']}'",
-            f"attributes.start_time >= {since_ms}",
-        ]
-    )
-    return [run for name in sorted(experiments) for run in _search_sweeps(name, query)]
+    query = f"tags.`echo.host` = '{me['echo.host']}' and tags.`echo.pid` = '{me['echo.pid']}'"
+    found = [run for name in sorted(experiments) for run in _search_sweeps(name, query)]
+    return [run for run in found if 1000 * _last_beat(run) >= since_ms]
+
+
+def _last_beat(run: Run) -> float:
+    """When a run's process was last known alive (its start, for runs logged before heartbeats)."""
+    return float(run.data.tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
 
 
 def _search_sweeps(experiment: str, query: str) -> list[Run]:
@@ -385,9 +398,10 @@ def _search_sweeps(experiment: str, query: str) -> list[Run]:
     )
 
 
-def run_tags(run_id: str) -> dict[str, str]:
-    """A run's tags; UnknownRun if there is no such run."""
-    return _run(client(), run_id, f"sweep={run_id}").data.tags
+def run_tags(run_id: str, given: Optional[str] = None) -> dict[str, str]:
+    """A run's tags; UnknownRun naming `given`, what the user typed (sweep=RUN_ID unless
+    told), if there is no such run."""
+    return _run(client(), run_id, given or f"sweep={run_id}").data.tags
 
 
 def run_facts(run_id: str) -> tuple[str, datetime.datetime, Optional[float]]:
@@ -693,6 +707,8 @@ def start_run(
         run = mlflow.start_run(run_id=resume_run_id)
         for tag in {VANISHED_TAG, FAILURE_TAG} & set(run.data.tags):  # it runs again
             store.delete_tag(resume_run_id, tag)
+        if tags:  # what this attempt is (a search's trial that took the run over)
+            mlflow.set_tags(tags)
     else:
         experiment_id = ensure_experiment(store, experiment)
         mark_vanished([experiment_id], vanished_after)

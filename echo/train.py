@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -45,6 +45,8 @@ class Job:
     # The last steps logged of the loss and val_exact curves: a run resumed from a periodic
     # checkpoint trains again through epochs it may have logged before it was killed.
     logged_through: tuple[int, int] = (-1, -1)
+    # Asked at each validation with the epoch and the val_* scores; true stops training there.
+    prune: Optional[Callable[[int, dict[str, float]], bool]] = None
 
 
 class Trained(dict):
@@ -59,6 +61,7 @@ def train(
     output_dir: Optional[Path] = None,
     tags: Optional[dict[str, str]] = None,
     progress=None,
+    prune: Optional[Callable[[int, dict[str, float]], bool]] = None,
 ) -> Trained:
     """Train and score the model `cfg` describes, recording everything in one MLflow run.
 
@@ -66,8 +69,11 @@ def train(
     scores to choose by, test scores to report; their `run_id` names the run. Whatever the
     tracking store refuses is kept under `output_dir` (Hydra's output folder when run as the CLI).
     `tags` are added to the run's own (a sweep's parent, say). `progress` shows training's
-    progress (echo.progress: log lines unless given a bar). Raises RunFailed when the loss
-    diverges, Interrupted when a signal stops training; either names the run in `run_id`.
+    progress (echo.progress: log lines unless given a bar). `prune(epoch, scores)` is asked at
+    each validation (a search's pruner): when it answers true, training stops there, the test
+    set is scored as usual, and the run ends FINISHED, tagged `echo.pruned`. Raises RunFailed
+    when the loss diverges, Interrupted when a signal stops training; either names the run in
+    `run_id`.
     Raises WrongBackend before anything starts when Keras is asked for a backend other than
     TensorFlow.
     """
@@ -92,6 +98,7 @@ def train(
             with in_run(run.run_id), progress or Lines() as shown:
                 job = prepare(cfg, run, output_dir)
                 job.trainer.progress = shown
+                job.prune = prune
                 trained = Trained(score_and_record(job, fit(job)))
                 trained.run_id = run.run_id
                 return trained
@@ -144,6 +151,7 @@ def fit(job: Job):
     A stop request saves a checkpoint and raises Interrupted."""
     import pandas as pd
 
+    from echo import tracking
     from echo.stopping import StopRequests
     from echo.trainer import Diverged
 
@@ -156,10 +164,11 @@ def fit(job: Job):
         curves = pd.DataFrame(dataclasses.asdict(history))
         run.log_history(curves[curves["epoch"] > loss_through])
 
-    def validated(epoch: int, scores) -> None:  # the val_* curves; their last point is the run's
+    def validated(epoch: int, scores) -> bool:  # the val_* curves; their last point is the run's
+        point = {"val_acc": scores.eval_acc, "val_exact": scores.eval_exact}
         if epoch > val_through:
-            point = {"epoch": epoch, "val_acc": scores.eval_acc, "val_exact": scores.eval_exact}
-            run.log_history(pd.DataFrame([point]), "validation.csv")
+            run.log_history(pd.DataFrame([{"epoch": epoch, **point}]), "validation.csv")
+        return job.prune is not None and job.prune(epoch, point)
 
     def checkpoint(epochs: int, seconds: float) -> None:
         save_checkpoint(job, epochs, seconds)
@@ -184,6 +193,8 @@ def fit(job: Job):
             f"run {run.run_id} stopped by {stop.signal_name} after epoch {result.epochs}; "
             f"continue it with: python -m echo.train trainer.resume={run.run_id}"
         )
+    if result.pruned:
+        run.set_tags({tracking.PRUNED_TAG: "true"})
     return result
 
 

@@ -78,6 +78,7 @@ class FitResult:
     train_seconds: float
     interrupted: bool = False  # stopped on request before the last epoch
     validation: Optional[Scores] = None  # the whole validation set at the last epoch trained
+    pruned: bool = False  # on_validation asked to stop there (a search pruning the run)
 
 
 class Diverged(RuntimeError):
@@ -90,8 +91,9 @@ class Diverged(RuntimeError):
 
 # Called after every compiled call with that call's records: a place to log them as they come.
 ProgressCallback = Callable[[History], None]
-# Called with the (0-based) epoch and the whole validation set's scores, at each validation.
-ValidationCallback = Callable[[int, Scores], None]
+# Called with the (0-based) epoch and the whole validation set's scores, at each validation;
+# a true answer stops training there (a search pruning an unpromising run).
+ValidationCallback = Callable[[int, Scores], Optional[bool]]
 # Called with the epochs done and the seconds trained so far, when a checkpoint is due.
 CheckpointCallback = Callable[[int, float], None]
 
@@ -170,14 +172,15 @@ class Trainer:
         scoring the `validation` windows (when given) every trainer.validate_every epochs and
         at the end.
 
-        Stops early when validation meets trainer.target_exact, or between two calls when
-        `should_stop()` says so (FitResult.interrupted). Raises Diverged on a NaN or inf loss.
+        Stops early when validation meets trainer.target_exact, when `on_validation` answers
+        true (FitResult.pruned), or between two calls when `should_stop()` says so
+        (FitResult.interrupted). Raises Diverged on a NaN or inf loss.
         Between calls, once trainer.checkpoint_every seconds have passed since the last, asks
         `on_checkpoint` to save one.
         """
         total, per_call = self._plan()
         records: list[History] = []
-        done, epochs_to_target, last = start_epoch, None, None
+        done, epochs_to_target, last, pruned = start_epoch, None, None, False
         start = saved = time.perf_counter()
         while done < total and not should_stop():
             record = self._train_call(train_rng, done, min(per_call, total - done), per_call)
@@ -193,15 +196,18 @@ class Trainer:
             if reached is not None and reached.eval_exact >= self.cfg.target_exact:
                 epochs_to_target, last = done, reached  # a met target was scored in full
             if last is not None and on_validation is not None:
-                on_validation(done - 1, last)
+                pruned = bool(on_validation(done - 1, last)) and done < total
             self._report(record, done, total, last if last is not None else reached, start)
             if epochs_to_target is not None:
                 log.info("validation reached trainer.target_exact=%s", self.cfg.target_exact)
                 break
+            if pruned:
+                log.info("stopped after epoch %d: pruned on validation", done)
+                break
             if self._checkpoint_due(saved) and on_checkpoint is not None and done < total:
                 on_checkpoint(done, time.perf_counter() - start)
                 saved = time.perf_counter()
-        interrupted = done < total and epochs_to_target is None
+        interrupted = done < total and epochs_to_target is None and not pruned
         if not interrupted and last is None and validation is not None:  # nothing was left
             last = self._full_validation(validation)
             if on_validation is not None:
@@ -211,7 +217,7 @@ class Trainer:
             *(np.concatenate([getattr(r, f) for r in records] or [np.zeros(0)]) for f in fields)
         )
         train_seconds = time.perf_counter() - start
-        return FitResult(history, done, epochs_to_target, train_seconds, interrupted, last)
+        return FitResult(history, done, epochs_to_target, train_seconds, interrupted, last, pruned)
 
     def _checkpoint_due(self, saved: float) -> bool:
         every = self.cfg.checkpoint_every

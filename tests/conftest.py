@@ -6,12 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from echo.config import CONF_DIR, EchoConfig, register_schema, to_echo_config
+from echo.store import sqlite_path
 
 # A problem small enough to train in well under a second (conf/debug/tiny.yaml).
 TINY = ["debug=tiny"]
@@ -68,6 +70,34 @@ def start_training(args: list[str], cwd: Path, uri: str, **popen) -> subprocess.
         stderr=subprocess.STDOUT,
         text=True,
         **popen,
+    )
+
+
+def start_sweep_to_kill(args: list[str], cwd: Path, uri: str):
+    """`python -m echo.train ARGS` in a process group of its own, as a terminal gives it, for
+    a test to kill with os.killpg: the process, the lines it prints (filled as they come) and
+    a client of its store, opened in turn as echo's commands open a new one."""
+    from filelock import FileLock
+    from mlflow.tracking import MlflowClient
+
+    process = start_training(args, cwd, uri, start_new_session=True)
+    seen: list[str] = []
+    threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True).start()
+    with FileLock(f"{sqlite_path(uri)}.lock"):  # the sweep may be creating the store
+        client = MlflowClient(uri)
+        client.search_experiments()
+    return process, seen, client
+
+
+def job_states(client) -> list[tuple[str, bool]]:
+    """Each run of experiment `echo` but a sweep's parent: its status and whether it saved a
+    checkpoint, sorted."""
+    found = client.get_experiment_by_name("echo")
+    runs = client.search_runs([found.experiment_id]) if found else []
+    return sorted(
+        (r.info.status, "echo.checkpoint" in r.data.tags)
+        for r in runs
+        if r.data.tags.get("echo.role") != "sweep"
     )
 
 

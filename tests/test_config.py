@@ -36,7 +36,7 @@ def test_every_option_of_every_group_composes():
         for path in CONF_DIR.iterdir()
         if path.is_dir() and path.name != "hydra"
     }
-    assert set(groups) == {"data", "model", "trainer", "experiment", "debug"}
+    assert set(groups) == {"data", "model", "trainer", "experiment", "debug", "hparams_search"}
     for group, options in groups.items():
         assert options, group
         for option in options:

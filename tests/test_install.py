@@ -26,7 +26,7 @@ from echo.errors import WrongBackend
 SCRIPTS = ("echo-train", "echo-report", "echo-predict", "echo-study", "echo-capacity")
 # What a wheel is built from. The rest of the checkout (tests, runs, build leftovers) stays out
 # of the copy the wheel is built from.
-BUILD_INPUTS = ("pyproject.toml", "README.md", "echo", "conf")
+BUILD_INPUTS = ("pyproject.toml", "README.md", "echo", "conf", "hydra_plugins")
 LIBRARIES = ("tensorflow", "keras", "mlflow", "hydra-core")
 
 
@@ -108,7 +108,11 @@ def test_the_wheel_carries_every_config_and_preset_inside_the_package(installed)
     assert "echo/conf/experiment/tutorial_encdec.yaml" in configs and configs <= names
     assert "echo/conf/__init__.py" in names  # Hydra reads pkg://echo.conf only with it
     dist_info = f"echo_lstm-{installed.version}.dist-info"
-    assert {name.split("/")[0] for name in names} == {"echo", dist_info}
+    assert {name.split("/")[0] for name in names} == {"echo", "hydra_plugins", dist_info}
+    # echo's sweeper, where Hydra's scan of hydra_plugins finds it; a namespace package, so it
+    # sits beside the other plugins' instead of hiding them.
+    assert "hydra_plugins/echo_optuna_sweeper/echo_optuna_sweeper.py" in names
+    assert "hydra_plugins/__init__.py" not in names
     entry_points = zipfile.ZipFile(installed.wheel).read(f"{dist_info}/entry_points.txt")
     scripts = {line.split(" = ")[0] for line in entry_points.decode().splitlines() if " = " in line}
     assert scripts == set(SCRIPTS)  # never one named `echo`, the shell's own command
@@ -205,7 +209,7 @@ def test_version_answers_from_metadata_and_names_what_is_missing(tmp_path, monke
 
     monkeypatch.setattr(importlib.metadata, "version", without_optuna)
     assert (
-        "optuna: not installed (the scale extra installs it, for experiment=search_encdec)"
+        "optuna: not installed (the search extra installs it, for hydra/sweeper=echo_optuna)"
         in provenance.version_text().splitlines()
     )
 

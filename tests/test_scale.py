@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -22,8 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import TINY, compose_config, free_port, run_cli, start_training
-from filelock import FileLock
+from conftest import TINY, free_port, job_states, run_cli, start_sweep_to_kill
 from mlflow.tracking import MlflowClient
 
 from echo.sweep import PARENT_ENV, RAY_LOOPBACK_ENV
@@ -272,52 +270,6 @@ def test_ray_sweep_on_the_default_store_lands_where_it_was_launched(ray_head, tm
     assert len(list(tmp_path.glob("multirun/*/*/[01]/train.log"))) == 2
 
 
-def test_optuna_search_preset_runs_trials_as_one_sweep(tmp_path):
-    """experiments/search_encdec.yaml, shrunk: 3 trials drawn by Optuna (units from the command
-    line, batch size and learning rate from the preset's space), in memory."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tiny = [o for o in TINY if not o.startswith(("model.units=", "trainer.batch_size="))]
-    args = [
-        "-m",
-        "experiment=search_encdec",
-        *tiny,
-        "model.units=choice(4,8)",
-        "hydra.sweeper.n_trials=3",
-        "mlflow.log_model=false",
-    ]
-    result = run_cli(args, tmp_path, uri)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(uri)
-    parent, children = sweep_tree(client)
-    assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
-    drawn = [r.data.params for r in children]
-    assert {p["trainer.batch_size"] for p in drawn} <= {"42", "84", "168"} and {
-        p["model.units"] for p in drawn
-    } <= {"4", "8"}
-    assert all(0.003 <= float(p["trainer.learning_rate"]) <= 0.1 for p in drawn)
-    assert len({p["trainer.learning_rate"] for p in drawn}) == 3  # each trial drew its own
-    for run in children:  # named by the values Optuna drew
-        assert set(run.info.run_name.split(",")) == {
-            f"{key}={run.data.params[key]}"
-            for key in ("model.units", "trainer.batch_size", "trainer.learning_rate")
-        }
-    best = max(r.data.metrics["val_exact"] for r in children)  # Optuna maximised validation
-    assert parent.data.metrics["best_val_exact"] == best
-    # Optuna's own summary agrees with the parent run's.
-    (results,) = Path(parent.data.tags["echo.hydra_sweep_dir"]).glob("optimization_results.yaml")
-    assert f"best_value: {best}" in results.read_text()
-
-
-def test_search_preset_composes_as_its_first_trial_would():
-    cfg = compose_config(["experiment=search_encdec"])
-    assert (
-        cfg.model.kind.value,
-        cfg.model.stateful,
-        cfg.trainer.target_exact,
-        cfg.trainer.epochs,
-    ) == ("encdec", False, None, 2400)
-
-
 def postgres_bin() -> Path | None:
     """Where PostgreSQL's server programs are: on PATH, or Debian's versioned folder."""
     found = shutil.which("initdb")
@@ -420,34 +372,6 @@ def test_a_tracking_server_on_postgresql_takes_a_sweep(postgres, tmp_path):
         assert db.execute(sqlalchemy.text("select count(*) from runs")).scalar() == 3
 
 
-def test_a_drawn_value_that_breaks_a_rule_fails_only_its_trial(tmp_path):
-    """Values Optuna draws from an interval cannot be checked before the sweep, so each job
-    checks its own: a target above 1 fails its trial, in one line, and the others run."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        "-m",
-        "hydra/sweeper=optuna",
-        "hydra.sweeper.sampler.seed=1",
-        "hydra.sweeper.n_trials=4",
-        *TINY,
-        "trainer.target_exact=interval(0.5,1.5)",
-        "mlflow.log_model=false",
-    ]
-    result = run_cli(args, tmp_path, uri)
-    assert result.returncode == 1, result.stderr[-3000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("echo: ") and "must be in (0, 1], or null" in last
-    client = MlflowClient(uri)
-    parent, children = sweep_tree(client)
-    targets = [float(r.data.params["trainer.target_exact"]) for r in children]
-    assert targets and all(t <= 1 for t in targets)  # no run for a refused job
-    assert all(r.info.status == "FINISHED" for r in children)
-    assert (
-        parent.info.status == "FAILED"
-        and "must be in (0, 1], or null" in parent.data.tags["echo.failure"]
-    )
-
-
 @pytest.mark.slow
 def test_a_killed_sweep_resumed_by_its_parent_finishes_every_job_once(tmp_path):
     """SIGKILL to a 6-job sweep's process group after 2 jobs finished and the third saved a
@@ -466,33 +390,16 @@ def test_a_killed_sweep_resumed_by_its_parent_finishes_every_job_once(tmp_path):
         "mlflow.heartbeat_every=0.3",
         "mlflow.vanished_after=1",
     ]
-    # Its own process group, as a terminal gives it.
-    process = start_training(sweep, tmp_path, uri, start_new_session=True)
-    seen = []
-    threading.Thread(target=lambda: seen.extend(process.stdout), daemon=True).start()
-    # The sweep may be creating the store: open it in turn, as echo's commands do.
-    with FileLock(f"{tmp_path / 'mlflow.db'}.lock"):
-        client = MlflowClient(uri)
-        client.search_experiments()
-
-    def state() -> list[tuple[str, bool]]:
-        found = client.get_experiment_by_name("echo")
-        runs = client.search_runs([found.experiment_id]) if found else []
-        return sorted(
-            (r.info.status, "echo.checkpoint" in r.data.tags)
-            for r in runs
-            if r.data.tags.get("echo.role") != "sweep"
-        )
-
+    process, seen, client = start_sweep_to_kill(sweep, tmp_path, uri)
     deadline = time.monotonic() + 120
-    while not state():  # the sweep's parent and first job exist
+    while not job_states(client):  # the sweep's parent and first job exist
         assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
         time.sleep(0.05)
     parent, _ = sweep_tree(client)
     refused = run_cli([*sweep, f"hydra.callbacks.echo.resume={parent.info.run_id}"], tmp_path, uri)
     assert refused.returncode == 2 and "that sweep is still running at " in refused.stderr
     # Killed when 2 jobs have finished and the third has saved a checkpoint.
-    while state() != [("FINISHED", True), ("FINISHED", True), ("RUNNING", True)]:
+    while job_states(client) != [("FINISHED", True), ("FINISHED", True), ("RUNNING", True)]:
         assert time.monotonic() < deadline and process.poll() is None, "".join(seen)[-3000:]
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
@@ -515,3 +422,28 @@ def test_a_killed_sweep_resumed_by_its_parent_finishes_every_job_once(tmp_path):
         Path(client.download_artifacts(parent.info.run_id, "results.json")).read_text()
     )
     assert len(table["data"]) == 6
+
+
+def test_a_sweep_on_joblib_resumed_by_its_parent_keeps_its_finished_jobs(tmp_path):
+    """Resuming reaches joblib's workers too (through each job's env_set): rerun with its parent
+    and one value more, the sweep keeps its 2 finished jobs in their runs and runs the third."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    joblib = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        "mlflow.log_model=false",
+    ]
+    first = run_cli([*joblib, "model.units=4,6"], tmp_path, uri)
+    assert first.returncode == 0, first.stderr[-3000:]
+    client = MlflowClient(uri)
+    parent, before = sweep_tree(client)
+    resume = f"hydra.callbacks.echo.resume={parent.info.run_id}"
+    resumed = run_cli([*joblib, "model.units=4,6,8", resume], tmp_path, uri)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (resumed.stdout + resumed.stderr).count("ended FINISHED before") == 2
+    again, children = sweep_tree(client)
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    assert {r.info.run_id for r in before} < {r.info.run_id for r in children}
+    assert sorted(r.data.params["model.units"] for r in children) == ["4", "6", "8"]
