@@ -32,7 +32,13 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
 from echo.errors import BadRequest
-from echo.store import anchored, sqlite_path, tracking_uri, without_credentials
+from echo.store import (
+    anchored,
+    sqlite_path,
+    tracking_uri,
+    without_credentials,
+    without_password,
+)
 from echo.sweep import JOB_KEY_ENV, quoted
 
 log = logging.getLogger(__name__)
@@ -108,7 +114,7 @@ class OptunaSearch(Sweeper):
         name = name or f"echo-{parent}"
         study = open_study(settings, name, storage, create=not resume)
         if parent:
-            tracking.tag_run(parent, {STUDY_TAG: name, STORAGE_TAG: without_credentials(storage)})
+            tracking.tag_run(parent, {STUDY_TAG: name, STORAGE_TAG: without_password(storage)})
         # Where every job finds the study: composed into each job's config, as the parent run
         # is (echo.sweep.EchoCallback), and kept off the launcher's log of each job.
         study_environment = {STUDY_ENV: name, STORAGE_ENV: storage}

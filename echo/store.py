@@ -48,6 +48,17 @@ def without_credentials(uri: str) -> str:
     )
 
 
+def without_password(uri: str) -> str:
+    """`uri` with its password left out and its user kept: a database URL that still says whom
+    to connect as, so that the password can come from PGPASSWORD or ~/.pgpass."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    user_info, host = parts.netloc.rsplit("@", 1)
+    user = user_info.split(":", 1)[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
     """Fail in seconds, not after MLflow's minutes of retries, when a tracking server is down."""
     if not uri.startswith(("http://", "https://")):

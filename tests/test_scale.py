@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -282,8 +283,9 @@ def postgres_bin() -> Path | None:
 @pytest.fixture
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port, its socket in its own
-    folder; yields the URI of an empty database. initdb refuses to run as root, so as root the
-    cluster runs as the `postgres` user that Debian's package creates."""
+    folder; yields the URI of an empty database, with the password the cluster asks of its
+    user, as a team's server would. initdb refuses to run as root, so as root the cluster runs
+    as the `postgres` user that Debian's package creates."""
     bin_dir = postgres_bin()
     if bin_dir is None or not (bin_dir / "pg_ctl").exists():
         pytest.skip(
@@ -304,9 +306,17 @@ def postgres() -> Iterator[str]:
     if as_user:
         os.chown(folder, owner.pw_uid, owner.pw_gid)
     data, port = folder / "data", free_port()
+    password = secrets.token_hex(8)
+    (folder / "password").write_text(password + "\n")  # readable by the cluster's user
 
     def pg(*argv: str) -> None:
-        done = subprocess.run([*as_user, *argv], capture_output=True, text=True, cwd=folder)
+        done = subprocess.run(
+            [*as_user, *argv],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            env={**os.environ, "PGPASSWORD": password},
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
     try:
@@ -317,7 +327,9 @@ def postgres() -> Iterator[str]:
             "-U",
             "echo",
             "-A",
-            "trust",
+            "scram-sha-256",
+            "--pwfile",
+            str(folder / "password"),
             "--no-sync",
             "-E",
             "UTF8",
@@ -345,7 +357,7 @@ def postgres() -> Iterator[str]:
                 "echo",
                 "mlflow",
             )
-            yield f"postgresql://echo@127.0.0.1:{port}/mlflow"
+            yield f"postgresql://echo:{password}@127.0.0.1:{port}/mlflow"
         finally:
             pg(
                 str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"
@@ -370,6 +382,55 @@ def test_a_tracking_server_on_postgresql_takes_a_sweep(postgres, tmp_path):
 
     with sqlalchemy.create_engine(postgres).connect() as db:
         assert db.execute(sqlalchemy.text("select count(*) from runs")).scalar() == 3
+
+
+def test_a_search_shares_its_study_through_postgresql(postgres, tmp_path, monkeypatch):
+    """The team's search of README "Hyperparameter search": the study in a PostgreSQL database
+    of its own, the runs on a tracking server backed by another database of the same cluster.
+    Optuna's own loader finds the trials there, each naming its run; the parent run names the
+    study's storage without its password but with its user, which reaches the study with
+    the password in PGPASSWORD, as README tells a team."""
+    import optuna
+    import sqlalchemy
+    from optuna.trial import TrialState
+
+    engine = sqlalchemy.create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with engine.connect() as db:
+        db.execute(sqlalchemy.text("create database optuna"))
+    engine.dispose()
+    storage = postgres.rsplit("/", 1)[0] + "/optuna"
+    password = urllib.parse.urlsplit(storage).password
+    with mlflow_server(postgres, tmp_path) as url:
+        search = [
+            "-m",
+            "hydra/sweeper=echo_optuna",
+            "hydra.sweeper.n_trials=3",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=shared",
+            *SWEEP,
+        ]
+        result = run_cli(search, tmp_path, url)
+        assert result.returncode == 0, result.stderr[-3000:]
+        parent, runs = sweep_tree(MlflowClient(url))
+    assert parent.info.status == "FINISHED" and parent.data.tags["echo.study_name"] == "shared"
+    tagged = parent.data.tags["echo.study_storage"]
+    assert tagged == storage.replace(f":{password}@", "@")
+    assert not [key for key, value in parent.data.tags.items() if password in value]
+    monkeypatch.setenv("PGPASSWORD", password)  # restored after the test
+    assert optuna.load_study(study_name="shared", storage=tagged).trials
+    monkeypatch.delenv("PGPASSWORD")
+    study = optuna.load_study(study_name="shared", storage=storage)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    by_run = {r.info.run_id: r for r in runs}
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {t.user_attrs["mlflow_run_id"] for t in trials} == set(by_run)
+    for trial in trials:  # trial and run name each other
+        run = by_run[trial.user_attrs["mlflow_run_id"]]
+        assert run.data.tags["echo.trial_number"] == str(trial.number)
+        assert run.data.params["model.units"] == str(trial.params["model.units"])
+        assert trial.value == run.data.metrics["val_exact"]
+    assert not list(tmp_path.rglob("optuna.journal"))  # no study fell back to a file
 
 
 @pytest.mark.slow
