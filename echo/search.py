@@ -449,7 +449,6 @@ class TrialLink:
 
     def __init__(self, study, trial, objectives: List[str]):
         self.study, self.trial, self.objectives = study, trial, objectives
-        self.pruned = False
 
     @classmethod
     def of_this_job(cls, sweeper: DictConfig) -> Optional[TrialLink]:
@@ -476,17 +475,16 @@ class TrialLink:
         if len(self.objectives) > 1 or self.objectives[0] not in scores:
             return False  # Optuna prunes single-objective studies only
         self.trial.report(scores[self.objectives[0]], step=epoch)
-        self.pruned = self.trial.should_prune()
-        if self.pruned:
-            log.info("trial %d pruned after epoch %d", self.trial.number, epoch + 1)
-        return self.pruned
+        # Only advice: the trainer does not stop at its last validation, so whether the run
+        # was pruned is what it says it did (`ran`'s `pruned`), not what was answered here.
+        return self.trial.should_prune()
 
-    def ran(self, run_id: str, metrics, pruned: Optional[bool] = None) -> None:
+    def ran(self, run_id: str, metrics, pruned: bool) -> None:
         """Tell the trial how its run ended: pruned, or complete with its objectives."""
         from optuna.trial import TrialState
 
         self.trial.set_user_attr(RUN_ID_ATTR, run_id)
-        if self.pruned if pruned is None else pruned:
+        if pruned:
             self.study.tell(self.trial, state=TrialState.PRUNED, skip_if_finished=True)
             return
         values = [metrics.get(name) for name in self.objectives]

@@ -332,7 +332,7 @@ def run_job(cfg: DictConfig, hydra_cfg: DictConfig, output_dir: Path) -> Optiona
         prune = trial.validated if trial else None
         metrics = train.train(echo_cfg, config_yaml, output_dir, tags, shown, prune)
         if trial is not None:
-            trial.ran(metrics.run_id, metrics)
+            trial.ran(metrics.run_id, metrics, metrics.pruned)
         return metrics[CHOOSE_BY]
     except Interrupted as err:
         exit_with(err)  # the user stopped the sweep, not one job

@@ -50,9 +50,11 @@ class Job:
 
 
 class Trained(dict):
-    """What `train` returns: the run's summary metrics, a dict as ever, and `run_id`."""
+    """What `train` returns: the run's summary metrics, a dict as ever, `run_id`, and whether
+    a search pruned it."""
 
     run_id: str = ""
+    pruned: bool = False
 
 
 def train(
@@ -99,8 +101,9 @@ def train(
                 job = prepare(cfg, run, output_dir)
                 job.trainer.progress = shown
                 job.prune = prune
-                trained = Trained(score_and_record(job, fit(job)))
-                trained.run_id = run.run_id
+                result = fit(job)
+                trained = Trained(score_and_record(job, result))
+                trained.run_id, trained.pruned = run.run_id, result.pruned
                 return trained
 
 

@@ -196,7 +196,9 @@ class Trainer:
             if reached is not None and reached.eval_exact >= self.cfg.target_exact:
                 epochs_to_target, last = done, reached  # a met target was scored in full
             if last is not None and on_validation is not None:
-                pruned = bool(on_validation(done - 1, last)) and done < total
+                # Pruning stops a run early: not one that has trained its budget or met its target.
+                advice = bool(on_validation(done - 1, last))
+                pruned = advice and done < total and epochs_to_target is None
             self._report(record, done, total, last if last is not None else reached, start)
             if epochs_to_target is not None:
                 log.info("validation reached trainer.target_exact=%s", self.cfg.target_exact)

@@ -103,6 +103,30 @@ def test_a_search_prunes_the_trials_of_a_bad_learning_rate(tmp_path):
     assert by_run[parent.data.tags["echo.best_run_id"]].data.tags.get("echo.pruned") is None
 
 
+def test_a_run_that_trained_its_budget_is_complete_though_the_pruner_said_prune(tmp_path):
+    """Pruning stops a run early, nothing else: a pruner that always says prune (val_exact
+    never reaches 2) meets a run whose only validation comes after its last epoch. Nothing is
+    left to stop, so the run is not tagged pruned and its trial is COMPLETE with its value."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        *SEARCH,
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.pruner=null",
+        "+hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:2.0}",
+        "trainer.epochs=8",
+        "trainer.validate_every=8",
+    ]
+    result = run_cli(args, tmp_path, uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    parent, (run,) = search_tree(MlflowClient(uri))
+    (trial,) = stored_study(parent).get_trials()
+    assert list(trial.intermediate_values) == [7]  # reported, and the pruner said prune
+    assert run.data.metrics["epochs_trained"] == 8
+    assert trial.state == TrialState.COMPLETE, trial.state
+    assert trial.value == run.data.metrics["val_exact"]
+    assert "echo.pruned" not in run.data.tags
+
+
 def test_a_search_on_joblib_runs_two_trials_at_a_time_and_resumes_to_its_total(tmp_path):
     """hydra.sweeper.n_jobs=2 on the joblib launcher: each batch's two trials run in two
     worker processes. Rerun with its parent and n_trials=4, the search goes on to 4 trials in
