@@ -175,10 +175,15 @@ def main() -> None:
     args = parser.parse_intermixed_args()
 
     if args.sweep:
+        import keras
+
         for seed in (int(s) for s in args.seeds.split(",")):
             cfg = compose(args.preset, [*args.overrides, f"trainer.seed={seed}"])
             for steps in (int(s) for s in args.sweep.split(",")):
                 for jit in (False, True):
+                    # Each setting starts from a clean Keras state, as a process of its own
+                    # would: graphs kept from the settings before would weigh on its time.
+                    keras.backend.clear_session()
                     print(json.dumps(train(cfg, steps, jit)), flush=True)
         return
     cfg = compose(args.preset, [*args.overrides, f"trainer.seed={args.seed}"])

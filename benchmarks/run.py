@@ -366,14 +366,14 @@ def preset(name: str):
 
 
 def write_block(path: Path, text: str, marker: str = "benchmark") -> None:
-    """Replace what stands between the `marker` comments in `path`."""
+    """Replace what stands between the `marker` comments in `path`; they must be there
+    already, since where a table goes in a README is the README's choice."""
+    from echo.marked import with_block
+
     source = path.read_text()
-    block = f"<!-- {marker}:start -->\n{text}\n<!-- {marker}:end -->"
-    pattern = rf"<!-- {marker}:start -->.*?<!-- {marker}:end -->"
-    updated, count = re.subn(pattern, lambda _: block, source, flags=re.S)
-    if not count:
+    if f"<!-- {marker}:start -->" not in source:
         raise SystemExit(f"{path} has no {marker} markers")
-    path.write_text(updated)
+    path.write_text(with_block(source, marker, text))
 
 
 def publish(text: str, marker: str, readmes: list[Path], write: bool = True) -> None:

@@ -6,7 +6,8 @@ each echoed position, an LSTM decoder and a linear read-out, Adam. Its defaults 
 encdec_fast's settings (32 units, batches of 84 windows, learning rate 0.03), on echo's own
 data: the same seeded streams (echo.data), so that for one seed both train on the same windows
 in the same order, check the same validation windows and are scored on the same test windows.
-Its stopping rule is echo's too: after every --check-every updates, it asks whether the
+Its stopping rule is echo's too: after every --check-every sequences (encdec_fast's
+trainer.log_every, whatever the batch size), it asks whether the
 validation windows reach --target-exact (scoring their first fifth alone when that already
 rules it out), and it scores all of them whenever it passes a multiple of --validate-every
 sequences. Training time includes those checks, as echo's does.
@@ -85,7 +86,9 @@ def main() -> None:
     parser.add_argument(
         "--eval-sequences", type=int, default=500, help="validation and test sequences each"
     )
-    parser.add_argument("--check-every", type=int, default=60, help="updates between checks")
+    parser.add_argument(
+        "--check-every", type=int, default=240, help="sequences between checks, as log_every"
+    )
     parser.add_argument("--validate-every", type=int, default=500, help="sequences")
     parser.add_argument("--max-sequences", type=int, default=20000)
     args = parser.parse_args()
@@ -104,7 +107,10 @@ def main() -> None:
     sequences, reached = 0, None
     while reached is None and sequences < args.max_sequences:
         # One check period's sequences drawn at once, as echo draws one compiled call's.
-        updates = min(args.check_every, (args.max_sequences - sequences) // per_update)
+        period = min(args.check_every, args.max_sequences - sequences)
+        updates = period // per_update
+        if updates == 0:  # fewer sequences left than one batch holds
+            break
         X, y = flat(*data.sample_windows(streams["train"], updates * per_update, TASK))
         for batch in range(updates):
             rows = slice(batch * args.batch_size, (batch + 1) * args.batch_size)

@@ -80,12 +80,12 @@ def test_the_fit_route_trains_a_stateful_preset_as_its_stateless_twin(keras_fit)
     from conftest import TINY, compose_config
 
     from echo.evaluation import reset_states
-    from echo.models import build_model
+    from echo.models import build_model, state_variables
 
     cfg = compose_config([*TINY, "model=encdec", "trainer.batch_size=6"])  # 6 windows each
     stateful = build_model(cfg.model, cfg.data, cfg.trainer.batch_size)
     twin = keras_fit.fit_route_model(cfg)
-    assert stateful.layers[2].stateful and not twin.layers[2].stateful
+    assert state_variables(stateful) and not state_variables(twin)
     twin.set_weights(stateful.get_weights())
     rng = np.random.default_rng(0)
     first, second = (rng.integers(0, 10, size=(6, 3)) for _ in range(2))
