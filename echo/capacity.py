@@ -215,9 +215,11 @@ class Runs:
 
     def __init__(self, parent: str, request: CapacityConfig, earlier: pd.DataFrame):
         self.parent, self.request = parent, request
-        self.earlier = {}  # job key -> reached, of runs that finished or failed before
+        self.earlier = {}  # job key -> reached, of runs that finished before
         if len(earlier):
-            done = earlier[earlier["status"].isin(["FINISHED", "FAILED"])]
+            # A failed run is trained again: a crash says nothing of what its units can do,
+            # and a diverged run, seeded alike, diverges again at the cost of one run.
+            done = earlier[earlier["status"] == "FINISHED"]
             for row in done.sort_values("start_time").itertuples():
                 self.earlier[row.job] = row.reached
 
@@ -335,7 +337,8 @@ def run_study(request: CapacityConfig) -> str:
 
     quiet.start_tensorflow()  # as echo.train does: without its notices on a machine without a GPU
     if request.resume:
-        tracking.check_resumable_sweep(request.resume, 600)
+        vanished_after = compose_job(request.overrides, check_it=False).mlflow.vanished_after
+        tracking.check_resumable_sweep(request.resume, vanished_after)
         parent, earlier = tracking.reopen_sweep(request.resume), collect(request.resume)
     else:
         stored = json.dumps(study_fields(request))

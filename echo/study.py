@@ -421,15 +421,19 @@ def answer_topologies(s: Stats) -> str:
     budget = _budget(s, (base, *others))
     setting = f"With the same {_and(list(budget))}" if budget else "With their presets' settings"
     worse = [n for n in others if compare_presets(s, n, base) < 0]
-    same_budget = "the same budget" if budget else "their budgets"
-    if worse:
+    if not budget:  # units or training differ already: the runs cannot speak to it
+        verdict = (
+            "Their presets differ in units or training, so these runs do not test the "
+            "tutorial's expectation that they need a larger network or longer training."
+        )
+    elif worse:
         verdict = (
             f"{' and '.join(worse)} fall{'s' if len(worse) == 1 else ''} short of the "
-            f"encoder-decoder on validation within {same_budget}, as the tutorial expects."
+            "encoder-decoder on validation within the same budget, as the tutorial expects."
         )
     else:
         verdict = (
-            f"Neither falls short of the encoder-decoder on validation within {same_budget}: "
+            "Neither falls short of the encoder-decoder on validation within the same budget: "
             "the tutorial's expectation that they need a larger network or longer training is "
             "not borne out here."
         )

@@ -206,6 +206,23 @@ def test_a_tiny_study_runs_under_one_parent_and_its_section_comes_from_mlflow(tm
     assert rewritten.startswith("# Rewritten by another command")
     assert section in rewritten
 
+    # Resumed, the study keeps its finished runs and trains again only the one that failed.
+    failed = ladder[0]
+    client.set_terminated(failed.info.run_id, "FAILED")
+    resumed = run_cli(
+        [f"resume={parent.info.run_id}", f"folder={results.parent}"],
+        tmp_path,
+        uri,
+        module="echo.capacity",
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("kept from before") == len(children) - 1
+    after = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert len(after) == len(runs) + 1
+    (again,) = [r for r in after if r.info.run_id not in {r.info.run_id for r in runs}]
+    assert again.data.tags["echo.sweep_job"] == failed.data.tags["echo.sweep_job"]
+    assert again.info.status == "FINISHED"
+
 
 def test_a_bad_task_is_refused_in_one_line(tmp_path):
     result = run_cli(["tasks=[3by5]"], tmp_path, module="echo.capacity")

@@ -298,3 +298,12 @@ def test_masking_is_judged_on_the_same_full_windows(runs):
         if line.startswith("| masked |")
     )
     assert "| 99.95 ± 0.05% | 98.02 ± 0.01% |" in row  # val and test on full windows
+
+
+def test_the_topologies_verdict_needs_the_same_units_and_sequences(runs):
+    """A larger one_to_one network says nothing of whether it needs a larger network."""
+    assert "not borne out here" in answer(runs, "topologies")
+    set_metric(runs, "one_to_one", "units", 300)
+    said = answer(runs, "topologies")
+    assert "not borne out" not in said and "falls short" not in said
+    assert "these runs do not test the tutorial's expectation" in said
