@@ -468,7 +468,7 @@ def document(
         f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores "
         f"({platform.machine()}, Python {platform.python_version()}) by `python "
         f"benchmarks/run.py{plan.flag}`, which took {minutes:.0f} minutes in all, tuning "
-        f"included: {seeds_named(plan.seeds)}, every entry once per seed, entries alternating.",
+        f"included: {seeds_named(plan.seeds)}, every entry once per seed, entries alternating, each seed starting with the next entry.",
         "",
         table([Row(e.name, e.compared_with, e.note) for e in found], summaries),
         "",
@@ -522,8 +522,10 @@ def main() -> None:
         choices = tune(plan, workdir, tracking_uri)
         found = entries(plan, choices)
         results: dict[str, list[dict]] = {entry.name: [] for entry in found}
-        for seed in plan.seeds:
-            for entry in found:
+        for turn, seed in enumerate(plan.seeds):
+            # Each seed starts with another entry, so that no entry always runs first or last.
+            shift = turn % len(found)
+            for entry in found[shift:] + found[:shift]:
                 results[entry.name].append(run_once(entry, seed, workdir, tracking_uri))
                 print(f"seed {seed}  {entry.name}: {results[entry.name][-1]}", flush=True)
         overhead = logging_overhead(workdir, tracking_uri) if plan.logging_overhead else None
