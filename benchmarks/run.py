@@ -468,7 +468,8 @@ def document(
         f"Measured {date.today().isoformat()} on {os.cpu_count()} CPU cores "
         f"({platform.machine()}, Python {platform.python_version()}) by `python "
         f"benchmarks/run.py{plan.flag}`, which took {minutes:.0f} minutes in all, tuning "
-        f"included: {seeds_named(plan.seeds)}, every entry once per seed, entries alternating, each seed starting with the next entry.",
+        f"included: {seeds_named(plan.seeds)}, every entry once per seed, entries alternating, "
+        "each seed starting with the next entry.",
         "",
         table([Row(e.name, e.compared_with, e.note) for e in found], summaries),
         "",
