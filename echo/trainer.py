@@ -195,10 +195,8 @@ class Trainer:
             reached = self._reached(validation, last)
             if reached is not None and reached.eval_exact >= self.cfg.target_exact:
                 epochs_to_target, last = done, reached  # a met target was scored in full
-            if last is not None and on_validation is not None:
-                # Pruning stops a run early: not one that has trained its budget or met its target.
-                advice = bool(on_validation(done - 1, last))
-                pruned = advice and done < total and epochs_to_target is None
+            if last is not None and on_validation is not None:  # pruning stops a run early only
+                pruned = on_validation(done - 1, last) and done < total and not epochs_to_target
             self._report(record, done, total, last if last is not None else reached, start)
             if epochs_to_target is not None:
                 log.info("validation reached trainer.target_exact=%s", self.cfg.target_exact)
