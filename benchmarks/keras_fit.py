@@ -33,14 +33,9 @@ import time
 
 def compose(preset: str, overrides: list[str]):
     """The preset's config, composed from conf/ as `python -m echo.train` composes it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from echo.config import composed, to_echo_config
 
-    from echo.config import CONF_DIR, register_schema, to_echo_config
-
-    register_schema()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return to_echo_config(hydra_compose("config", [f"experiment={preset}", *overrides]))
+    return to_echo_config(composed([f"experiment={preset}", *overrides]))
 
 
 def fit_route_model(cfg):

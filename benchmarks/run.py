@@ -356,13 +356,9 @@ def logging_overhead(workdir: Path, tracking_uri: str) -> dict:
 
 def preset(name: str):
     """A preset's composed config, for what the sentences say of it."""
-    from hydra import compose, initialize_config_dir
+    from echo.config import composed, to_echo_config
 
-    from echo.config import CONF_DIR, register_schema, to_echo_config
-
-    register_schema()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return to_echo_config(compose("config", [f"experiment={name}"]))
+    return to_echo_config(composed([f"experiment={name}"]))
 
 
 def write_block(path: Path, text: str, marker: str = "benchmark") -> None:

@@ -32,7 +32,7 @@ from typing import List, Optional
 
 import pandas as pd
 
-from echo.config import CONF_DIR, SOURCE_TREE, parse_key_values
+from echo.config import SOURCE_TREE, parse_key_values
 from echo.errors import BadRequest, Interrupted, RunFailed, run_command
 
 DEFAULT_FOLDER = SOURCE_TREE / "experiments" if SOURCE_TREE else None
@@ -196,15 +196,11 @@ def choose_setting(calibration: pd.DataFrame) -> tuple[int, float]:
 def compose_job(overrides: list[str], check_it: bool = True):
     """The checked EchoConfig that `python -m echo.train OVERRIDES` would run (unchecked, the
     composed DictConfig); BadRequest naming the run for a value echo.train would refuse."""
-    from hydra import compose, initialize_config_dir
+    from echo.config import ConfigError, composed, to_echo_config
 
-    from echo.config import ConfigError, register_schema, to_echo_config
-
-    register_schema()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        composed = compose("config", overrides=list(overrides))
+    config = composed(overrides)
     try:
-        return to_echo_config(composed) if check_it else composed
+        return to_echo_config(config) if check_it else config
     except ConfigError as err:
         raise BadRequest(f"{err} (in the run of: {' '.join(overrides)})") from None
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from operator import attrgetter
 from pathlib import Path
-from typing import Optional, TypeVar
+from typing import Optional, Sequence, TypeVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -283,17 +283,22 @@ def to_echo_config(cfg: DictConfig) -> EchoConfig:
         raise ConfigError(given, OmegaConf.select(cfg, given), rule) from None
 
 
-def defaults() -> DictConfig:
-    """conf/config.yaml composed with no overrides: the value of every key, including keys
-    added since a run was saved. Inside a running Hydra app, its own config search path."""
+def composed(overrides: Sequence[str] = ()) -> DictConfig:
+    """conf/config.yaml composed with `overrides`, as `python -m echo.train OVERRIDES` composes
+    it, unchecked. Inside a running Hydra app, with that app's own config search path."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     register_schema()
     if GlobalHydra.instance().is_initialized():
-        return compose("config")
+        return compose("config", overrides=list(overrides))
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config")
+        return compose("config", overrides=list(overrides))
+
+
+def defaults() -> DictConfig:
+    """The value of every key with no overrides, including keys added since a run was saved."""
+    return composed()
 
 
 def from_saved(config_yaml: str) -> EchoConfig:
